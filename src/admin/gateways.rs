@@ -1,0 +1,291 @@
+//! `/gateways`: registering, editing and removing upstream MCP servers.
+//!
+//! Registration and connection edits talk to the upstream first (initialize +
+//! tools/list) and store nothing if it cannot be reached. Edits that change
+//! how the gateway connects, removal and disabling close the gateway's live
+//! upstream sessions; cosmetic edits close nothing.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{parse_body, ApiError};
+use crate::app::App;
+use crate::catalog::{self, Connection, Gateway, GatewaySpec, Transport};
+use crate::registry::EvictReason;
+use crate::upstream;
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/gateways", get(list).post(create))
+        .route("/gateways/{id}", get(read).put(update).delete(remove))
+        .route("/gateways/{id}/tools/refresh", post(refresh))
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    name: String,
+    url: String,
+    transport: Option<String>,
+    description: Option<String>,
+    tags: Option<Vec<String>>,
+}
+
+/// Every field optional: PUT is a partial update.
+#[derive(Deserialize)]
+struct UpdateBody {
+    name: Option<String>,
+    url: Option<String>,
+    transport: Option<String>,
+    description: Option<String>,
+    tags: Option<Vec<String>>,
+    #[serde(alias = "isActive", alias = "is_active")]
+    enabled: Option<bool>,
+}
+
+fn parse_transport(t: Option<&str>) -> Result<Transport, ApiError> {
+    let transport = match t {
+        None => Transport::StreamableHttp,
+        Some(t) => Transport::parse(t).ok_or_else(|| ApiError::Invalid {
+            path: "transport".into(),
+            reason: format!("unknown transport {t:?}; expected STREAMABLEHTTP, SSE or STDIO"),
+        })?,
+    };
+    catalog::validate_transport(transport)?;
+    Ok(transport)
+}
+
+pub fn gateway_json(app: &App, g: &Gateway) -> Value {
+    let snap = app.catalog.snapshot();
+    let tool_count = snap.tools().iter().filter(|t| t.gateway.id == g.id).count();
+    json!({
+        "id": g.id,
+        "name": g.name,
+        "slug": g.slug,
+        "url": g.connection.url.as_str(),
+        "transport": g.connection.transport.as_str(),
+        "description": g.description,
+        "tags": g.tags,
+        "enabled": g.enabled,
+        "isActive": g.enabled,
+        "reachable": g.reachable,
+        "capabilities": g.capabilities,
+        "serverInfo": g.server_info,
+        "protocolVersion": g.protocol_version,
+        "toolCount": tool_count,
+        "authType": Value::Null,
+        "createdAt": g.created_at,
+        "updatedAt": g.updated_at,
+        "lastSeen": g.last_seen,
+        "lastError": g.last_error,
+    })
+}
+
+async fn list(State(app): State<Arc<App>>) -> Json<Value> {
+    let snap = app.catalog.snapshot();
+    Json(Value::Array(
+        snap.gateways()
+            .iter()
+            .map(|g| gateway_json(&app, g))
+            .collect(),
+    ))
+}
+
+async fn read(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let snap = app.catalog.snapshot();
+    let g = snap.gateway(&id).ok_or_else(|| ApiError::NotFound {
+        what: format!("gateway {id}"),
+    })?;
+    Ok(Json(gateway_json(&app, g)))
+}
+
+async fn create(
+    State(app): State<Arc<App>>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let req: CreateBody = parse_body(&body)?;
+    let transport = parse_transport(req.transport.as_deref())?;
+    let spec = GatewaySpec::new(
+        req.name,
+        req.url,
+        transport,
+        req.description,
+        req.tags.unwrap_or_default(),
+    )?;
+    // A cheap 409 before spending a round trip on the upstream; the catalog checks again under its lock.
+    if app
+        .catalog
+        .snapshot()
+        .gateways()
+        .iter()
+        .any(|g| g.name == spec.name)
+    {
+        return Err(ApiError::Conflict {
+            reason: format!("a gateway named {:?} already exists", spec.name),
+        });
+    }
+    let found = upstream::discover(app.registry.connector(), &spec.connection)
+        .await
+        .map_err(|source| ApiError::Unreachable { source })?;
+    let tool_count = found.tools.len();
+    let gateway = app.catalog.create_gateway(spec, Ok(found)).await?;
+    tracing::info!(gateway = %gateway.id, name = %gateway.name, url = %gateway.connection.url, tools = tool_count, "gateway registered");
+    Ok((StatusCode::CREATED, Json(gateway_json(&app, &gateway))))
+}
+
+async fn update(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let req: UpdateBody = parse_body(&body)?;
+    let current = app
+        .catalog
+        .snapshot()
+        .gateway(&id)
+        .cloned()
+        .ok_or_else(|| ApiError::NotFound {
+            what: format!("gateway {id}"),
+        })?;
+    let name = req.name.map(catalog::validate_name).transpose()?;
+    let tags = req.tags.map(catalog::validate_tags).transpose()?;
+    let connection = Connection {
+        url: match &req.url {
+            Some(u) => catalog::validate_url(u)?,
+            None => current.connection.url.clone(),
+        },
+        transport: match &req.transport {
+            Some(t) => parse_transport(Some(t))?,
+            None => current.connection.transport,
+        },
+    };
+    let enabled = req.enabled.unwrap_or(current.enabled);
+    // A new way of connecting must work before it replaces the old one.
+    let found = if connection != current.connection || (enabled && !current.enabled) {
+        Some(
+            upstream::discover(app.registry.connector(), &connection)
+                .await
+                .map_err(|source| ApiError::Unreachable { source })?,
+        )
+    } else {
+        None
+    };
+    let tools = found.as_ref().map(|f| f.tools.clone());
+    let (before, after) = app
+        .catalog
+        .update_gateway(
+            &id,
+            |g| {
+                if let Some(n) = name {
+                    g.name = n;
+                }
+                if let Some(d) = req.description {
+                    g.description = Some(d);
+                }
+                if let Some(t) = tags {
+                    g.tags = t;
+                }
+                g.connection = connection;
+                g.enabled = enabled;
+                if let Some(f) = found {
+                    g.capabilities = f.capabilities;
+                    g.server_info = f.server_info;
+                    g.protocol_version = Some(f.protocol_version);
+                    g.reachable = true;
+                    g.last_seen = Some(Utc::now());
+                    g.last_error = None;
+                }
+            },
+            tools,
+        )
+        .await?;
+    // Disabling hides the tools; its sessions would only pin a gateway nobody may call.
+    if before.connection != after.connection || (before.enabled && !after.enabled) {
+        let closed = app
+            .registry
+            .evict_gateway(&id, EvictReason::GatewayChanged)
+            .await;
+        tracing::info!(gateway = %id, upstream_sessions_closed = closed, "gateway connection changed");
+    }
+    Ok(Json(gateway_json(&app, &after)))
+}
+
+async fn remove(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let gone = app.catalog.delete_gateway(&id).await?;
+    let closed = app
+        .registry
+        .evict_gateway(&id, EvictReason::GatewayRemoved)
+        .await;
+    tracing::info!(gateway = %id, name = %gone.name, upstream_sessions_closed = closed, "gateway removed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn refresh(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let current = app
+        .catalog
+        .snapshot()
+        .gateway(&id)
+        .cloned()
+        .ok_or_else(|| ApiError::NotFound {
+            what: format!("gateway {id}"),
+        })?;
+    let before: Vec<String> = app
+        .catalog
+        .snapshot()
+        .tools()
+        .iter()
+        .filter(|t| t.gateway.id == id)
+        .map(|t| t.original_name.clone())
+        .collect();
+    let found = upstream::discover(app.registry.connector(), &current.connection)
+        .await
+        .map_err(|source| ApiError::Unreachable { source })?;
+    let names: Vec<String> = found
+        .tools
+        .iter()
+        .filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    let tools = found.tools.clone();
+    let (_, after) = app
+        .catalog
+        .update_gateway(
+            &id,
+            |g| {
+                g.capabilities = found.capabilities;
+                g.server_info = found.server_info;
+                g.protocol_version = Some(found.protocol_version);
+                g.reachable = true;
+                g.last_seen = Some(Utc::now());
+                g.last_error = None;
+            },
+            Some(tools),
+        )
+        .await?;
+    let added = names.iter().filter(|n| !before.contains(n)).count();
+    let removed = before.iter().filter(|n| !names.contains(n)).count();
+    Ok(Json(json!({
+        "success": true,
+        "gatewayId": id,
+        "toolsAdded": added,
+        "toolsRemoved": removed,
+        "toolsUpdated": names.len() - added,
+        "toolCount": names.len(),
+        "gateway": gateway_json(&app, &after),
+    })))
+}

@@ -1,0 +1,183 @@
+//! `/servers`: virtual servers, each a chosen set of tools behind its own
+//! MCP endpoint `/servers/{id}/mcp`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{parse_body, ApiError};
+use crate::app::App;
+use crate::catalog::{self, ServerSpec, VirtualServer};
+use crate::downstream;
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/servers", get(list).post(create))
+        .route("/servers/{id}", get(read).put(update).delete(remove))
+}
+
+/// Tool ids as a JSON list or, as ContextForge's form posts send them, one comma-separated string.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Ids {
+    List(Vec<String>),
+    Joined(String),
+}
+
+impl Ids {
+    fn into_vec(self) -> Vec<String> {
+        let v = match self {
+            Ids::List(v) => v,
+            Ids::Joined(s) => s.split(',').map(str::to_owned).collect(),
+        };
+        let mut out: Vec<String> = Vec::with_capacity(v.len());
+        for id in v
+            .into_iter()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+        {
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+        out
+    }
+}
+
+#[derive(Deserialize)]
+struct ServerBody {
+    name: Option<String>,
+    description: Option<String>,
+    icon: Option<String>,
+    tags: Option<Vec<String>>,
+    #[serde(alias = "associatedTools")]
+    associated_tools: Option<Ids>,
+    #[serde(alias = "isActive", alias = "is_active")]
+    enabled: Option<bool>,
+}
+
+/// ContextForge accepts `{"server": {...}}` as well as the bare object.
+fn unwrap_envelope(body: &Bytes) -> Result<Bytes, ApiError> {
+    let v: Value = parse_body(body)?;
+    match v {
+        Value::Object(mut m) if m.len() == 1 && m.get("server").is_some_and(Value::is_object) => {
+            let inner = m.remove("server").unwrap_or(Value::Null);
+            Ok(Bytes::from(inner.to_string()))
+        }
+        _ => Ok(body.clone()),
+    }
+}
+
+fn server_json(s: &VirtualServer) -> Value {
+    json!({
+        "id": s.id,
+        "name": s.name,
+        "description": s.description,
+        "icon": s.icon,
+        "tags": s.tags,
+        "enabled": s.enabled,
+        "isActive": s.enabled,
+        "associatedTools": s.tool_ids,
+        "url": format!("/servers/{}/mcp", s.id),
+        "createdAt": s.created_at,
+        "updatedAt": s.updated_at,
+    })
+}
+
+async fn list(State(app): State<Arc<App>>) -> Json<Value> {
+    let snap = app.catalog.snapshot();
+    Json(Value::Array(
+        snap.servers().iter().map(|s| server_json(s)).collect(),
+    ))
+}
+
+async fn read(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let snap = app.catalog.snapshot();
+    let s = snap.server(&id).ok_or_else(|| ApiError::NotFound {
+        what: format!("server {id}"),
+    })?;
+    Ok(Json(server_json(s)))
+}
+
+async fn create(
+    State(app): State<Arc<App>>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let req: ServerBody = parse_body(&unwrap_envelope(&body)?)?;
+    let name = req.name.ok_or_else(|| ApiError::Invalid {
+        path: "name".into(),
+        reason: "field required".into(),
+    })?;
+    let spec = ServerSpec {
+        name: catalog::validate_name(name)?,
+        description: req.description,
+        icon: req.icon,
+        tags: catalog::validate_tags(req.tags.unwrap_or_default())?,
+        tool_ids: req.associated_tools.map(Ids::into_vec).unwrap_or_default(),
+    };
+    let server = app.catalog.create_server(spec).await?;
+    tracing::info!(server = %server.id, name = %server.name, tools = server.tool_ids.len(), "virtual server created");
+    Ok((StatusCode::CREATED, Json(server_json(&server))))
+}
+
+async fn update(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let req: ServerBody = parse_body(&unwrap_envelope(&body)?)?;
+    let name = req.name.map(catalog::validate_name).transpose()?;
+    let tags = req.tags.map(catalog::validate_tags).transpose()?;
+    let server = app
+        .catalog
+        .update_server(&id, |s| {
+            if let Some(n) = name {
+                s.name = n;
+            }
+            if let Some(d) = req.description {
+                s.description = Some(d);
+            }
+            if let Some(i) = req.icon {
+                s.icon = Some(i);
+            }
+            if let Some(t) = tags {
+                s.tags = t;
+            }
+            if let Some(ids) = req.associated_tools {
+                s.tool_ids = ids.into_vec();
+            }
+            if let Some(e) = req.enabled {
+                s.enabled = e;
+            }
+        })
+        .await?;
+    Ok(Json(server_json(&server)))
+}
+
+async fn remove(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    app.catalog.delete_server(&id).await?;
+    // Sessions opened on this server's endpoint have nothing left to serve.
+    let scope = catalog::Scope::Server(id);
+    let doomed: Vec<String> = app
+        .sessions
+        .ids()
+        .into_iter()
+        .filter(|sid| app.sessions.get(sid).is_some_and(|s| s.scope == scope))
+        .collect();
+    for sid in doomed {
+        downstream::end_session(&app, &sid).await;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,66 @@
+//! The shared state every handler sees, and the assembly of the HTTP service.
+
+use std::sync::Arc;
+
+use axum::Router;
+use serde_json::value::RawValue;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::{Catalog, CatalogError, Store};
+use crate::config::Settings;
+use crate::downstream::session::SessionStore;
+use crate::registry::UpstreamSessionRegistry;
+use crate::upstream::{self, Connector};
+
+pub struct App {
+    pub settings: Settings,
+    pub catalog: Catalog,
+    pub registry: UpstreamSessionRegistry,
+    pub sessions: SessionStore,
+    /// Cancelled when the gateway shuts down; long-lived streams end with it.
+    pub shutdown: CancellationToken,
+    /// The `initialize` params sent to upstreams, built once.
+    pub upstream_init_params: Box<RawValue>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the catalog: {0}")]
+    Catalog(#[from] CatalogError),
+    #[error("cannot build the upstream HTTP client: {0}")]
+    HttpClient(#[from] reqwest::Error),
+}
+
+impl App {
+    pub async fn new(
+        settings: Settings,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<App>, StartError> {
+        let store = Store::open(&settings.database_url)
+            .await
+            .map_err(CatalogError::from)?;
+        let catalog = Catalog::open(store, settings.tool_name_separator.clone()).await?;
+        let connector = Connector {
+            client: upstream::http::client()?,
+            request_timeout: settings.timeouts.upstream_request,
+            connect_timeout: settings.timeouts.upstream_connect,
+            close_timeout: settings.timeouts.shutdown,
+        };
+        let registry = UpstreamSessionRegistry::new(connector, settings.timeouts.shutdown);
+        Ok(Arc::new(App {
+            settings,
+            catalog,
+            registry,
+            sessions: SessionStore::default(),
+            shutdown,
+            upstream_init_params: upstream::initialize_params(),
+        }))
+    }
+
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .merge(crate::downstream::routes())
+            .merge(crate::admin::routes())
+            .with_state(Arc::clone(self))
+    }
+}

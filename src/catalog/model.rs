@@ -1,0 +1,231 @@
+//! Catalog records and the validated specs that create them.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+/// How the gateway talks to an upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    StreamableHttp,
+    /// Legacy HTTP+SSE (2024-11-05). Recognised, not yet implemented.
+    Sse,
+    /// A child process speaking over stdin/stdout. Recognised, not yet implemented.
+    Stdio,
+}
+
+impl Transport {
+    /// ContextForge spellings, case-insensitively.
+    pub fn parse(s: &str) -> Option<Transport> {
+        match s.to_ascii_uppercase().as_str() {
+            "STREAMABLEHTTP" | "STREAMABLE_HTTP" | "STREAMABLE-HTTP" | "HTTP" => {
+                Some(Transport::StreamableHttp)
+            }
+            "SSE" => Some(Transport::Sse),
+            "STDIO" => Some(Transport::Stdio),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::StreamableHttp => "STREAMABLEHTTP",
+            Transport::Sse => "SSE",
+            Transport::Stdio => "STDIO",
+        }
+    }
+}
+
+/// A field that failed validation, named as the API spells it.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct FieldError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl FieldError {
+    pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Everything that shapes how the gateway connects to an upstream. Two
+/// gateways with equal `Connection`s would be reached identically; any change
+/// to it invalidates live upstream sessions. Compared as a whole, so a field
+/// added here can never be forgotten by the eviction check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Connection {
+    pub url: reqwest::Url,
+    pub transport: Transport,
+}
+
+/// A validated gateway definition, from the API or the config file.
+#[derive(Clone, Debug)]
+pub struct GatewaySpec {
+    pub name: String,
+    pub connection: Connection,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+}
+
+impl GatewaySpec {
+    pub fn new(
+        name: String,
+        url: String,
+        transport: Transport,
+        description: Option<String>,
+        tags: Vec<String>,
+    ) -> Result<Self, FieldError> {
+        let name = validate_name(name)?;
+        let url = validate_url(&url)?;
+        validate_transport(transport)?;
+        let tags = validate_tags(tags)?;
+        Ok(Self {
+            name,
+            connection: Connection { url, transport },
+            description,
+            tags,
+        })
+    }
+}
+
+pub fn validate_name(name: String) -> Result<String, FieldError> {
+    let name = name.trim().to_owned();
+    if name.is_empty() {
+        return Err(FieldError::new("name", "must not be empty"));
+    }
+    if name.len() > 255 {
+        return Err(FieldError::new("name", "must be at most 255 characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(FieldError::new(
+            "name",
+            "must not contain control characters",
+        ));
+    }
+    if super::naming::slugify(&name).is_empty() {
+        return Err(FieldError::new(
+            "name",
+            "must contain at least one letter or digit",
+        ));
+    }
+    Ok(name)
+}
+
+pub fn validate_url(url: &str) -> Result<reqwest::Url, FieldError> {
+    let parsed = reqwest::Url::parse(url.trim())
+        .map_err(|e| FieldError::new("url", format!("not a valid URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(FieldError::new("url", "scheme must be http or https"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(FieldError::new("url", "must name a host"));
+    }
+    Ok(parsed)
+}
+
+pub fn validate_transport(t: Transport) -> Result<(), FieldError> {
+    match t {
+        Transport::StreamableHttp => Ok(()),
+        Transport::Sse | Transport::Stdio => Err(FieldError::new(
+            "transport",
+            format!(
+                "{} upstreams are not supported yet; use STREAMABLEHTTP",
+                t.as_str()
+            ),
+        )),
+    }
+}
+
+pub fn validate_tags(tags: Vec<String>) -> Result<Vec<String>, FieldError> {
+    let mut out: Vec<String> = Vec::with_capacity(tags.len());
+    for t in tags {
+        let t = t.trim().to_owned();
+        if t.is_empty() || t.len() > 64 {
+            return Err(FieldError::new(
+                "tags",
+                "each tag must be 1 to 64 characters",
+            ));
+        }
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    Ok(out)
+}
+
+/// A registered upstream MCP server.
+#[derive(Clone, Debug)]
+pub struct Gateway {
+    pub id: String,
+    pub name: String,
+    pub slug: String,
+    pub connection: Connection,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    pub enabled: bool,
+    pub reachable: bool,
+    pub capabilities: Value,
+    pub server_info: Value,
+    pub protocol_version: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
+/// A tool as the catalog exposes it.
+#[derive(Clone, Debug)]
+pub struct Tool {
+    pub id: String,
+    pub gateway: Arc<Gateway>,
+    /// The name clients see: `<gateway slug><separator><original name>`.
+    pub name: String,
+    /// The name the upstream knows it by.
+    pub original_name: String,
+    /// The upstream's tool object, verbatim.
+    pub definition: Value,
+    pub enabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A virtual server: its own MCP endpoint exposing a chosen set of tools.
+#[derive(Clone, Debug)]
+pub struct VirtualServer {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub icon: Option<String>,
+    pub tags: Vec<String>,
+    pub enabled: bool,
+    /// Tool ids, in the order they were associated.
+    pub tool_ids: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A validated virtual-server definition.
+#[derive(Clone, Debug)]
+pub struct ServerSpec {
+    pub name: String,
+    pub description: Option<String>,
+    pub icon: Option<String>,
+    pub tags: Vec<String>,
+    pub tool_ids: Vec<String>,
+}
+
+/// What an upstream said about itself during discovery.
+#[derive(Clone, Debug)]
+pub struct Discovery {
+    pub protocol_version: String,
+    pub capabilities: Value,
+    pub server_info: Value,
+    /// Tool objects as the upstream listed them.
+    pub tools: Vec<Value>,
+}

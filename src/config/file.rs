@@ -1,0 +1,34 @@
+//! The TOML config file as written by an operator. Unknown keys are errors:
+//! a typo must not silently fall back to a default.
+
+use std::net::IpAddr;
+
+use serde::Deserialize;
+
+use super::LogFormat;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub host: Option<IpAddr>,
+    pub port: Option<u16>,
+    pub database_url: Option<String>,
+    pub log_format: Option<LogFormat>,
+    pub max_body_bytes: Option<usize>,
+    pub upstream_timeout: Option<f64>,
+    pub shutdown_timeout: Option<f64>,
+    pub tool_name_separator: Option<String>,
+    #[serde(default)]
+    pub gateways: Vec<FileGateway>,
+}
+
+/// A gateway declared in the file; same fields as `POST /gateways`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileGateway {
+    pub name: String,
+    pub url: String,
+    pub transport: Option<String>,
+    pub description: Option<String>,
+    pub tags: Option<Vec<String>>,
+}

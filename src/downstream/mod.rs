@@ -1,0 +1,441 @@
+//! The MCP endpoints clients connect to: Streamable HTTP (spec 2025-11-25,
+//! basic/transports) at `/mcp` and `/servers/{id}/mcp`.
+//!
+//! This layer owns HTTP concerns only — status codes, headers, JSON vs SSE
+//! framing, session lookup. What a method does is `router`'s business.
+
+pub mod session;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use futures_util::stream;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+use crate::app::App;
+use crate::catalog::Scope;
+use crate::jsonrpc::{self, code, Message, Parsed};
+use crate::mcp;
+use crate::sse;
+use session::DownstreamSession;
+
+const SESSION_HEADER: &str = "mcp-session-id";
+const VERSION_HEADER: &str = "mcp-protocol-version";
+/// Comment lines on idle GET streams keep proxies from timing them out.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/mcp", post(post_all).get(get_all).delete(delete_all))
+        .route("/mcp/", post(post_all).get(get_all).delete(delete_all))
+        .route(
+            "/servers/{id}/mcp",
+            post(post_server).get(get_server).delete(delete_server),
+        )
+        .route(
+            "/servers/{id}/mcp/",
+            post(post_server).get(get_server).delete(delete_server),
+        )
+}
+
+async fn post_all(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    handle_post(&app, Scope::All, &headers, body).await
+}
+async fn post_server(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    handle_post(&app, Scope::Server(id), &headers, body).await
+}
+async fn get_all(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    handle_get(&app, Scope::All, &headers)
+}
+async fn get_server(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    handle_get(&app, Scope::Server(id), &headers)
+}
+async fn delete_all(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    handle_delete(&app, Scope::All, &headers).await
+}
+async fn delete_server(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    handle_delete(&app, Scope::Server(id), &headers).await
+}
+
+/// Why a request was refused at the HTTP level. [`HttpError::status`] and
+/// [`HttpError::code`] are the only places those are chosen; the body is a
+/// JSON-RPC error without an id (spec: an HTTP error MAY carry one).
+#[derive(Debug, thiserror::Error)]
+enum HttpError {
+    #[error("Content-Type must be application/json, not {content_type:?}")]
+    UnsupportedMediaType { content_type: String },
+    #[error("request body exceeds the {limit}-byte limit")]
+    TooLarge { limit: usize },
+    #[error("JSON-RPC batches are not supported; send one message per POST")]
+    Batch,
+    #[error("unsupported MCP-Protocol-Version {got:?}; supported: {}", mcp::DOWNSTREAM_VERSIONS.join(", "))]
+    BadVersion { got: String },
+    #[error("Mcp-Session-Id header is required (send initialize first)")]
+    MissingSession,
+    /// Unknown, ended, malformed, or issued on another endpoint: all look alike.
+    #[error("session not found")]
+    UnknownSession,
+    #[error("no such virtual server")]
+    UnknownServer,
+    #[error("GET needs Accept: text/event-stream")]
+    NotAcceptable,
+}
+
+impl HttpError {
+    fn status(&self) -> StatusCode {
+        match self {
+            HttpError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            HttpError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpError::Batch | HttpError::BadVersion { .. } | HttpError::MissingSession => {
+                StatusCode::BAD_REQUEST
+            }
+            HttpError::UnknownSession | HttpError::UnknownServer => StatusCode::NOT_FOUND,
+            HttpError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
+        }
+    }
+
+    fn code(&self) -> i64 {
+        match self {
+            HttpError::UnknownSession => code::UPSTREAM_SESSION_EXPIRED,
+            HttpError::UnsupportedMediaType { .. }
+            | HttpError::TooLarge { .. }
+            | HttpError::Batch
+            | HttpError::BadVersion { .. }
+            | HttpError::MissingSession
+            | HttpError::UnknownServer
+            | HttpError::NotAcceptable => code::INVALID_REQUEST,
+        }
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let body = jsonrpc::error_body(None, self.code(), &self.to_string(), None);
+        (
+            self.status(),
+            [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            body,
+        )
+            .into_response()
+    }
+}
+
+/// How the client wants a request answered.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Json,
+    Sse,
+}
+
+fn framing(headers: &HeaderMap) -> Framing {
+    let accept = headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",")
+        .to_ascii_lowercase();
+    // JSON when the client takes it (cheaper for both sides); SSE only for a
+    // client that accepts nothing else.
+    if accept.is_empty()
+        || accept.contains("application/json")
+        || accept.contains("*/*")
+        || !accept.contains("text/event-stream")
+    {
+        Framing::Json
+    } else {
+        Framing::Sse
+    }
+}
+
+fn respond(framing: Framing, body: String) -> Response {
+    match framing {
+        Framing::Json => (
+            [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            body,
+        )
+            .into_response(),
+        Framing::Sse => (
+            [
+                (CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
+                (
+                    axum::http::header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-cache"),
+                ),
+            ],
+            sse::message_event(&body, None),
+        )
+            .into_response(),
+    }
+}
+
+/// Reads the body up to the configured limit; larger gets 413 before parsing.
+async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<Bytes, HttpError> {
+    let limit = app.settings.limits.max_body_bytes;
+    let too_large = || HttpError::TooLarge { limit };
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large())
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), HttpError> {
+    match headers
+        .get(CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("<invalid>"))
+    {
+        None => Ok(()),
+        Some(ct) if ct.to_ascii_lowercase().starts_with("application/json") => Ok(()),
+        Some(ct) => Err(HttpError::UnsupportedMediaType {
+            content_type: ct.to_owned(),
+        }),
+    }
+}
+
+/// Spec: a request with an unsupported `MCP-Protocol-Version` gets 400.
+fn check_version_header(headers: &HeaderMap) -> Result<(), HttpError> {
+    match headers.get(VERSION_HEADER).map(|v| v.to_str()) {
+        None => Ok(()),
+        Some(Ok(v)) if mcp::DOWNSTREAM_VERSIONS.contains(&v) => Ok(()),
+        Some(v) => Err(HttpError::BadVersion {
+            got: v.unwrap_or("<invalid>").to_owned(),
+        }),
+    }
+}
+
+/// Finds the session a request names. Missing header → 400; unknown id, or
+/// an id created on another endpoint → 404, like any id we never issued.
+fn find_session(
+    app: &App,
+    scope: &Scope,
+    headers: &HeaderMap,
+) -> Result<Arc<DownstreamSession>, HttpError> {
+    let raw = headers
+        .get(SESSION_HEADER)
+        .ok_or(HttpError::MissingSession)?;
+    raw.to_str()
+        .ok()
+        .and_then(|id| app.sessions.get(id))
+        .filter(|s| &s.scope == scope)
+        .ok_or(HttpError::UnknownSession)
+}
+
+async fn handle_post(app: &App, scope: Scope, headers: &HeaderMap, body: Body) -> Response {
+    if let Err(e) = check_content_type(headers) {
+        return e.into_response();
+    }
+    let bytes = match read_body(app, headers, body).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let message = match jsonrpc::parse(&bytes) {
+        Ok(Parsed::Single(m)) => m,
+        Ok(Parsed::Batch(_)) => return HttpError::Batch.into_response(),
+        Err(e) => {
+            let body = jsonrpc::error_body(e.id(), e.code(), &e.to_string(), None);
+            return (
+                StatusCode::BAD_REQUEST,
+                [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                body,
+            )
+                .into_response();
+        }
+    };
+    let framing = framing(headers);
+    if let Message::Request(req) = &message {
+        if req.method == "initialize" {
+            return initialize(app, scope, framing, &req.id, req.params.as_deref());
+        }
+    }
+    // A 2026-07-28 client opens with `server/discover`, without a session and
+    // with a protocol version we do not speak; -32601 tells it to fall back
+    // to `initialize`, as the official SDK clients do on any JSON-RPC error.
+    if let Message::Request(req) = &message {
+        if !headers.contains_key(SESSION_HEADER) && !crate::router::implements(&req.method) {
+            let body = jsonrpc::error_body(
+                Some(&req.id),
+                code::METHOD_NOT_FOUND,
+                &format!("method not found: {}", req.method),
+                None,
+            );
+            return respond(framing, body);
+        }
+    }
+    if let Err(e) = check_version_header(headers) {
+        return e.into_response();
+    }
+    let session = match find_session(app, &scope, headers) {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    session.touch();
+    match message {
+        Message::Request(req) => {
+            let body = crate::router::handle(app, &session, req).await;
+            respond(framing, body)
+        }
+        Message::Notification(n) => {
+            if n.method == "notifications/initialized" {
+                session
+                    .initialized
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            StatusCode::ACCEPTED.into_response()
+        }
+        // We send no requests to clients yet, so a response answers nothing.
+        Message::Response(_) => StatusCode::ACCEPTED.into_response(),
+    }
+}
+
+fn initialize(
+    app: &App,
+    scope: Scope,
+    framing: Framing,
+    id: &RawValue,
+    params: Option<&RawValue>,
+) -> Response {
+    let parsed: Value = params
+        .and_then(|p| serde_json::from_str(p.get()).ok())
+        .unwrap_or(Value::Null);
+    if !parsed.is_object() {
+        let body = jsonrpc::error_body(
+            Some(id),
+            code::INVALID_PARAMS,
+            "initialize needs params with protocolVersion, capabilities and clientInfo",
+            None,
+        );
+        return respond(framing, body);
+    }
+    let server_name = match &scope {
+        Scope::All => "switchyard".to_owned(),
+        Scope::Server(server_id) => match app
+            .catalog
+            .snapshot()
+            .server(server_id)
+            .filter(|s| s.enabled)
+        {
+            Some(s) => s.name.clone(),
+            None => return HttpError::UnknownServer.into_response(),
+        },
+    };
+    let version = mcp::negotiate(parsed.get("protocolVersion").and_then(Value::as_str));
+    let client_params = params
+        .map(ToOwned::to_owned)
+        .unwrap_or_else(|| jsonrpc::raw("{}".into()));
+    let session = app.sessions.create(scope, version, client_params);
+    app.registry.open(&session.id);
+    session.touch();
+    let client = parsed
+        .pointer("/clientInfo/name")
+        .and_then(Value::as_str)
+        .unwrap_or("?");
+    tracing::info!(
+        session = %session.id,
+        protocol_version = version,
+        client,
+        "downstream session created"
+    );
+    let result = json!({
+        "protocolVersion": version,
+        "capabilities": {"tools": {"listChanged": true}},
+        "serverInfo": {"name": server_name, "version": env!("CARGO_PKG_VERSION")},
+        "instructions": "Switchyard MCP gateway: tools of the registered upstream servers, named <gateway>-<tool>.",
+    });
+    let mut resp = respond(framing, jsonrpc::result_body(id, &jsonrpc::to_raw(&result)));
+    if let Ok(v) = HeaderValue::from_str(&session.id) {
+        resp.headers_mut().insert(SESSION_HEADER, v);
+    }
+    resp
+}
+
+fn handle_get(app: &App, scope: Scope, headers: &HeaderMap) -> Response {
+    let accepts_sse = headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains("text/event-stream"));
+    if !accepts_sse {
+        return HttpError::NotAcceptable.into_response();
+    }
+    if let Err(e) = check_version_header(headers) {
+        return e.into_response();
+    }
+    let session = match find_session(app, &scope, headers) {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    session.touch();
+    // The stream carries server-initiated messages (none yet) and keep-alives,
+    // and ends when the session ends or the gateway shuts down.
+    let ended = session.ended.clone();
+    let shutdown = app.shutdown.clone();
+    let first =
+        stream::once(async { Ok::<_, Infallible>(Bytes::from_static(b": stream open\n\n")) });
+    let ticks = stream::unfold((ended, shutdown), |(ended, shutdown)| async move {
+        tokio::select! {
+            _ = ended.cancelled() => None,
+            _ = shutdown.cancelled() => None,
+            _ = tokio::time::sleep(KEEPALIVE) => Some((Ok::<_, Infallible>(Bytes::from_static(b": keep-alive\n\n")), (ended, shutdown))),
+        }
+    });
+    let body = Body::from_stream(futures_util::StreamExt::chain(first, ticks));
+    (
+        [
+            (CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
+            (
+                axum::http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache"),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn handle_delete(app: &App, scope: Scope, headers: &HeaderMap) -> Response {
+    let session = match find_session(app, &scope, headers) {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    end_session(app, &session.id).await;
+    StatusCode::OK.into_response()
+}
+
+/// Ends a downstream session: the id is gone at once (later use gets 404),
+/// then its upstream sessions close, bounded by the shutdown grace.
+pub async fn end_session(app: &App, id: &str) -> bool {
+    let Some(session) = app.sessions.remove(id) else {
+        return false;
+    };
+    let closed = app.registry.evict_session(&session.id).await;
+    tracing::info!(session = %session.id, upstream_sessions_closed = closed, "downstream session ended");
+    true
+}

@@ -1,0 +1,129 @@
+//! Downstream MCP sessions: created by `initialize`, named by an unguessable
+//! `Mcp-Session-Id`, ended by DELETE (or, later, idle expiry).
+//!
+//! An ended id is removed for good: nothing here can revive it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use serde_json::value::RawValue;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::Scope;
+
+/// Session ids are 128 random bits as 32 lower-case hex digits.
+const ID_LEN: usize = 32;
+
+pub struct DownstreamSession {
+    pub id: String,
+    /// The endpoint it was created on; it may only be used there.
+    pub scope: Scope,
+    pub protocol_version: &'static str,
+    /// The client's `initialize` params, kept for forwarding upstream.
+    pub client_params: Box<RawValue>,
+    pub created_at: DateTime<Utc>,
+    pub initialized: AtomicBool,
+    /// Cancelled when the session ends; its GET streams close with it.
+    pub ended: CancellationToken,
+    born: Instant,
+    /// Milliseconds since `born` at the last request.
+    last_active_ms: AtomicU64,
+}
+
+impl DownstreamSession {
+    pub fn touch(&self) {
+        let ms = self.born.elapsed().as_millis() as u64;
+        self.last_active_ms.store(ms, Ordering::Relaxed);
+    }
+
+    pub fn idle_for(&self) -> std::time::Duration {
+        let last = std::time::Duration::from_millis(self.last_active_ms.load(Ordering::Relaxed));
+        self.born.elapsed().saturating_sub(last)
+    }
+}
+
+#[derive(Default)]
+pub struct SessionStore {
+    map: DashMap<String, Arc<DownstreamSession>>,
+}
+
+impl SessionStore {
+    pub fn create(
+        &self,
+        scope: Scope,
+        protocol_version: &'static str,
+        client_params: Box<RawValue>,
+    ) -> Arc<DownstreamSession> {
+        let id = hex::encode(rand::random::<[u8; 16]>());
+        let session = Arc::new(DownstreamSession {
+            id: id.clone(),
+            scope,
+            protocol_version,
+            client_params,
+            created_at: Utc::now(),
+            initialized: AtomicBool::new(false),
+            ended: CancellationToken::new(),
+            born: Instant::now(),
+            last_active_ms: AtomicU64::new(0),
+        });
+        self.map.insert(id, Arc::clone(&session));
+        session
+    }
+
+    /// Looks an id up; ids that are not of our shape are rejected before the lookup.
+    pub fn get(&self, id: &str) -> Option<Arc<DownstreamSession>> {
+        if !well_formed(id) {
+            return None;
+        }
+        self.map.get(id).map(|e| Arc::clone(e.value()))
+    }
+
+    pub fn remove(&self, id: &str) -> Option<Arc<DownstreamSession>> {
+        let (_, s) = self.map.remove(id)?;
+        s.ended.cancel();
+        Some(s)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.map.iter().map(|e| e.key().clone()).collect()
+    }
+}
+
+pub fn well_formed(id: &str) -> bool {
+    id.len() == ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_well_formed() {
+        let store = SessionStore::default();
+        let raw = crate::jsonrpc::to_raw(&serde_json::json!({}));
+        let a = store.create(Scope::All, "2025-11-25", raw.clone());
+        let b = store.create(Scope::All, "2025-11-25", raw);
+        assert_ne!(a.id, b.id);
+        assert!(well_formed(&a.id));
+        assert!(store.get(&a.id).is_some());
+        assert!(store.get("../../etc/passwd").is_none());
+        assert!(store.remove(&a.id).is_some());
+        assert!(a.ended.is_cancelled());
+        assert!(store.get(&a.id).is_none());
+        assert!(store.remove(&a.id).is_none());
+    }
+}

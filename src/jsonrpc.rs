@@ -1,0 +1,339 @@
+//! JSON-RPC 2.0 wire types, with no I/O.
+//!
+//! Payloads (`params`, `result`, `error`) stay as raw JSON text: the gateway
+//! only looks inside the few messages it acts on, and everything else crosses
+//! byte for byte, unknown fields included. Ids are echoed exactly as received.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// Standard JSON-RPC error codes (and the MCP ones we use).
+pub mod code {
+    pub const PARSE_ERROR: i64 = -32700;
+    pub const INVALID_REQUEST: i64 = -32600;
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    pub const INVALID_PARAMS: i64 = -32602;
+    pub const INTERNAL_ERROR: i64 = -32603;
+    /// Implementation-defined server error: the upstream could not be reached
+    /// or failed at the transport level.
+    pub const UPSTREAM_UNAVAILABLE: i64 = -32000;
+    /// The upstream forgot its session (it answered 404); the next call builds a new one.
+    pub const UPSTREAM_SESSION_EXPIRED: i64 = -32001;
+    /// The upstream did not answer in time.
+    pub const UPSTREAM_TIMEOUT: i64 = -32002;
+}
+
+/// One JSON-RPC message as it arrived, classified.
+#[derive(Debug)]
+pub enum Message {
+    Request(Request),
+    Notification(Notification),
+    /// A response (result or error) sent by the peer to a request of ours.
+    Response(Response),
+}
+
+#[derive(Debug)]
+pub struct Request {
+    pub id: Box<RawValue>,
+    pub method: String,
+    pub params: Option<Box<RawValue>>,
+}
+
+#[derive(Debug)]
+pub struct Notification {
+    pub method: String,
+    pub params: Option<Box<RawValue>>,
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub id: Box<RawValue>,
+    pub outcome: Result<Box<RawValue>, Box<RawValue>>,
+}
+
+/// Why a body is not a JSON-RPC message. Maps to -32700 or -32600.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("parse error: {0}")]
+    Parse(#[source] serde_json::Error),
+    #[error("invalid request: {reason}")]
+    Invalid {
+        reason: &'static str,
+        id: Option<Box<RawValue>>,
+    },
+}
+
+impl EnvelopeError {
+    pub fn code(&self) -> i64 {
+        match self {
+            EnvelopeError::Parse(_) => code::PARSE_ERROR,
+            EnvelopeError::Invalid { .. } => code::INVALID_REQUEST,
+        }
+    }
+
+    /// The id to answer with, when the message had a usable one.
+    pub fn id(&self) -> Option<&RawValue> {
+        match self {
+            EnvelopeError::Parse(_) => None,
+            EnvelopeError::Invalid { id, .. } => id.as_deref(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    jsonrpc: Option<Box<RawValue>>,
+    // Present-but-null must be told apart from absent, hence `present`.
+    #[serde(default, deserialize_with = "present")]
+    id: Option<Box<RawValue>>,
+    method: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    params: Option<Box<RawValue>>,
+    #[serde(default, deserialize_with = "present")]
+    result: Option<Box<RawValue>>,
+    #[serde(default, deserialize_with = "present")]
+    error: Option<Box<RawValue>>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(d).map(Some)
+}
+
+/// MCP ids are strings or integers, never null (spec: basic/index, "Requests").
+fn valid_id(id: &RawValue) -> bool {
+    let s = id.get();
+    match s.as_bytes().first() {
+        Some(b'"') => true,
+        Some(b'-' | b'0'..=b'9') => s.parse::<i64>().is_ok(),
+        _ => false,
+    }
+}
+
+/// Parses one message. A JSON array (a 2025-03-26 batch) is reported as
+/// [`Parsed::Batch`] so the caller can decide what to do with it.
+pub fn parse(body: &[u8]) -> Result<Parsed, EnvelopeError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') {
+        let items: Vec<Box<RawValue>> =
+            serde_json::from_slice(body).map_err(EnvelopeError::Parse)?;
+        return Ok(Parsed::Batch(items));
+    }
+    parse_one(body).map(Parsed::Single)
+}
+
+#[derive(Debug)]
+pub enum Parsed {
+    Single(Message),
+    Batch(Vec<Box<RawValue>>),
+}
+
+pub fn parse_one(body: &[u8]) -> Result<Message, EnvelopeError> {
+    let value: Box<RawValue> = serde_json::from_slice(body).map_err(EnvelopeError::Parse)?;
+    if !value.get().starts_with('{') {
+        return Err(EnvelopeError::Invalid {
+            reason: "a JSON-RPC message must be an object",
+            id: None,
+        });
+    }
+    let env: Envelope = serde_json::from_str(value.get()).map_err(|_| EnvelopeError::Invalid {
+        reason: "malformed JSON-RPC envelope",
+        id: None,
+    })?;
+    let id_ok = env.id.as_deref().is_none_or(valid_id);
+    let invalid = |reason| EnvelopeError::Invalid {
+        reason,
+        id: env.id.clone().filter(|i| valid_id(i)),
+    };
+    if env.jsonrpc.as_deref().map(RawValue::get) != Some("\"2.0\"") {
+        return Err(invalid("\"jsonrpc\" must be \"2.0\""));
+    }
+    if !id_ok {
+        return Err(invalid("\"id\" must be a string or an integer"));
+    }
+    if let Some(p) = &env.params {
+        if !matches!(p.get().as_bytes().first(), Some(b'{' | b'[')) {
+            return Err(invalid("\"params\" must be an object or an array"));
+        }
+    }
+    match (env.method, env.id, env.result, env.error) {
+        (Some(method), Some(id), None, None) => Ok(Message::Request(Request {
+            id,
+            method,
+            params: env.params,
+        })),
+        (Some(method), None, None, None) => Ok(Message::Notification(Notification {
+            method,
+            params: env.params,
+        })),
+        (None, Some(id), Some(result), None) => Ok(Message::Response(Response {
+            id,
+            outcome: Ok(result),
+        })),
+        (None, Some(id), None, Some(error)) => Ok(Message::Response(Response {
+            id,
+            outcome: Err(error),
+        })),
+        (Some(_), _, _, _) => Err(EnvelopeError::Invalid {
+            reason: "a request must not carry \"result\" or \"error\"",
+            id: None,
+        }),
+        (None, _, _, _) => Err(EnvelopeError::Invalid {
+            reason:
+                "a message needs \"method\", or \"id\" with exactly one of \"result\" and \"error\"",
+            id: None,
+        }),
+    }
+}
+
+/// `{"jsonrpc":"2.0","id":ID,"result":RESULT}` without re-serializing RESULT.
+pub fn result_body(id: &RawValue, result: &RawValue) -> String {
+    let mut s = String::with_capacity(40 + id.get().len() + result.get().len());
+    s.push_str(r#"{"jsonrpc":"2.0","id":"#);
+    s.push_str(id.get());
+    s.push_str(r#","result":"#);
+    s.push_str(result.get());
+    s.push('}');
+    s
+}
+
+/// An error response; `id` None becomes `null` (the JSON-RPC rule when the id is unknown).
+pub fn error_body(
+    id: Option<&RawValue>,
+    code: i64,
+    message: &str,
+    data: Option<&RawValue>,
+) -> String {
+    let error = error_object(code, message, data);
+    error_body_raw(id, &error)
+}
+
+/// An error response carrying an error object exactly as an upstream sent it.
+pub fn error_body_raw(id: Option<&RawValue>, error: &str) -> String {
+    let id = id.map_or("null", RawValue::get);
+    format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{error}}}"#)
+}
+
+pub fn error_object(code: i64, message: &str, data: Option<&RawValue>) -> String {
+    let message = serde_json::Value::String(message.to_owned());
+    match data {
+        Some(d) => format!(
+            r#"{{"code":{code},"message":{message},"data":{}}}"#,
+            d.get()
+        ),
+        None => format!(r#"{{"code":{code},"message":{message}}}"#),
+    }
+}
+
+/// A request we originate (to an upstream), with our own numeric id.
+pub fn request_body(id: u64, method: &str, params: Option<&RawValue>) -> String {
+    let method = serde_json::Value::String(method.to_owned());
+    match params {
+        Some(p) => format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":{method},"params":{}}}"#,
+            p.get()
+        ),
+        None => format!(r#"{{"jsonrpc":"2.0","id":{id},"method":{method}}}"#),
+    }
+}
+
+pub fn notification_body(method: &str, params: Option<&RawValue>) -> String {
+    let method = serde_json::Value::String(method.to_owned());
+    match params {
+        Some(p) => format!(
+            r#"{{"jsonrpc":"2.0","method":{method},"params":{}}}"#,
+            p.get()
+        ),
+        None => format!(r#"{{"jsonrpc":"2.0","method":{method}}}"#),
+    }
+}
+
+/// Wraps already-serialized JSON as a raw value. Only for text we produced
+/// ourselves with serde_json, so it is valid JSON by construction.
+pub fn raw(json: String) -> Box<RawValue> {
+    RawValue::from_string(json).unwrap_or_else(|_| {
+        // Unreachable for serde_json output; fall back to null rather than panic.
+        RawValue::from_string("null".to_owned()).unwrap_or_default()
+    })
+}
+
+pub fn to_raw<T: serde::Serialize>(value: &T) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(s: &str) -> Result<Message, EnvelopeError> {
+        parse_one(s.as_bytes())
+    }
+
+    #[test]
+    fn classifies_messages() {
+        assert!(matches!(
+            one(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#),
+            Ok(Message::Request(_))
+        ));
+        assert!(matches!(
+            one(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#),
+            Ok(Message::Notification(_))
+        ));
+        assert!(matches!(
+            one(r#"{"jsonrpc":"2.0","id":"a","result":{}}"#),
+            Ok(Message::Response(_))
+        ));
+        assert!(matches!(
+            one(r#"{"jsonrpc":"2.0","id":"a","error":{"code":1,"message":"x"}}"#),
+            Ok(Message::Response(_))
+        ));
+    }
+
+    #[test]
+    fn rejects_bad_envelopes_with_the_right_code() {
+        assert_eq!(one("{nope").unwrap_err().code(), code::PARSE_ERROR);
+        for bad in [
+            r#"[1,2]"#,
+            r#"{"id":1,"method":"ping"}"#,
+            r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":3}"#,
+            r#"{"jsonrpc":"2.0","id":1}"#,
+            r#"{"jsonrpc":"2.0","method":7}"#,
+            r#""just a string""#,
+        ] {
+            assert_eq!(one(bad).unwrap_err().code(), code::INVALID_REQUEST, "{bad}");
+        }
+    }
+
+    #[test]
+    fn invalid_request_keeps_a_usable_id() {
+        let err = one(r#"{"jsonrpc":"1.0","id":"x","method":"ping"}"#).unwrap_err();
+        assert_eq!(err.id().map(RawValue::get), Some(r#""x""#));
+    }
+
+    #[test]
+    fn bodies_are_valid_json() {
+        let id = to_raw(&serde_json::json!("a\"b"));
+        let res = to_raw(&serde_json::json!({"x": [1, 2]}));
+        let v: serde_json::Value = serde_json::from_str(&result_body(&id, &res)).unwrap();
+        assert_eq!(v["id"], "a\"b");
+        assert_eq!(v["result"]["x"][1], 2);
+        let e: serde_json::Value =
+            serde_json::from_str(&error_body(None, -32601, "no \"such\"", None)).unwrap();
+        assert_eq!(e["id"], serde_json::Value::Null);
+        assert_eq!(e["error"]["message"], "no \"such\"");
+        let r: serde_json::Value =
+            serde_json::from_str(&request_body(7, "tools/call", Some(&res))).unwrap();
+        assert_eq!(r["params"]["x"][0], 1);
+    }
+
+    #[test]
+    fn batches_are_recognised() {
+        match parse(br#" [{"jsonrpc":"2.0","id":1,"method":"ping"}]"#).unwrap() {
+            Parsed::Batch(items) => assert_eq!(items.len(), 1),
+            Parsed::Single(_) => panic!("expected a batch"),
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! MCP protocol constants: versions and the handful of method names the
+//! gateway acts on (everything else is relayed or refused by name).
+
+/// The newest handshake-era revision; offered upstream and preferred downstream.
+pub const LATEST_VERSION: &str = "2025-11-25";
+
+/// Revisions a downstream client may negotiate on `/mcp` (all use sessions and `initialize`).
+pub const DOWNSTREAM_VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03-26"];
+
+/// Revisions we accept from an upstream's `initialize` answer. 2024-11-05
+/// servers reached over Streamable HTTP exist in the wild and speak a subset
+/// we handle.
+pub const UPSTREAM_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+
+/// Spec, lifecycle: answer with the requested version if supported, else our latest.
+pub fn negotiate(requested: Option<&str>) -> &'static str {
+    requested
+        .and_then(|r| DOWNSTREAM_VERSIONS.iter().find(|v| **v == r))
+        .copied()
+        .unwrap_or(LATEST_VERSION)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation() {
+        assert_eq!(negotiate(Some("2025-03-26")), "2025-03-26");
+        assert_eq!(negotiate(Some("2099-01-01")), LATEST_VERSION);
+        assert_eq!(negotiate(Some("2026-07-28")), LATEST_VERSION);
+        assert_eq!(negotiate(None), LATEST_VERSION);
+    }
+}

@@ -1,0 +1,361 @@
+//! The upstream session registry: `(downstream session, gateway)` → exactly
+//! one live upstream session.
+//!
+//! Invariants (DESIGN.md 1–5):
+//! - an upstream session serves one downstream session and one gateway, never more;
+//! - inside a downstream session every call to a gateway reuses one upstream
+//!   session; concurrent first calls wait on a per-key lock and share one connect;
+//! - no lock wider than one key is held across I/O;
+//! - a downstream session that has ended can never get a new upstream session
+//!   (its slots are marked closed under the same lock acquire takes);
+//! - closing is bounded: each session gets `grace`, then is aborted, all in parallel.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use futures_util::future::join_all;
+use serde_json::value::RawValue;
+
+use crate::catalog::{Connection, Gateway};
+use crate::upstream::{CloseOutcome, Connector, SessionTask, UpstreamError, UpstreamSession};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("downstream session is not open")]
+    SessionEnded,
+    #[error(transparent)]
+    Connect(#[from] UpstreamError),
+}
+
+/// Why upstream sessions were closed; logged and counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvictReason {
+    SessionEnded,
+    GatewayChanged,
+    GatewayRemoved,
+    TransportError,
+    Shutdown,
+}
+
+impl EvictReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvictReason::SessionEnded => "session_ended",
+            EvictReason::GatewayChanged => "gateway_changed",
+            EvictReason::GatewayRemoved => "gateway_removed",
+            EvictReason::TransportError => "transport_error",
+            EvictReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// One row of [`UpstreamSessionRegistry::snapshot`].
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SessionEntry {
+    pub downstream_session_id: String,
+    pub gateway_id: String,
+    pub upstream_session_id: Option<String>,
+    pub protocol_version: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_secs_ago: f64,
+    pub use_count: u64,
+    pub age_secs: f64,
+}
+
+struct Live {
+    session: UpstreamSession,
+    task: SessionTask,
+    /// The connection settings it was built with; a mismatch means the
+    /// gateway changed under it, and it is replaced on the next acquire.
+    connection: Connection,
+    created_at: DateTime<Utc>,
+    created: Instant,
+    last_used: Instant,
+    uses: u64,
+}
+
+enum SlotState {
+    Empty,
+    Live(Box<Live>),
+    Closed,
+}
+
+type Slot = tokio::sync::Mutex<SlotState>;
+
+/// The slots of one downstream session, one per gateway it has used.
+struct Slots {
+    /// Set when the session ends; guarded by `map`'s lock so acquire cannot
+    /// add a slot after eviction collected them.
+    closed: bool,
+    map: HashMap<String, Arc<Slot>>,
+}
+
+pub struct UpstreamSessionRegistry {
+    sessions: DashMap<String, Arc<Mutex<Slots>>>,
+    connector: Connector,
+    grace: Duration,
+}
+
+/// A plain map guarded by a std mutex held only for a lookup or insert, never
+/// across an await; poisoning would only follow a panic inside those few lines.
+fn lock(m: &Mutex<Slots>) -> MutexGuard<'_, Slots> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl UpstreamSessionRegistry {
+    pub fn new(connector: Connector, grace: Duration) -> Self {
+        Self {
+            sessions: DashMap::new(),
+            connector,
+            grace,
+        }
+    }
+
+    pub fn connector(&self) -> &Connector {
+        &self.connector
+    }
+
+    /// Registers a new downstream session; only registered sessions can acquire.
+    pub fn open(&self, downstream_sid: &str) {
+        self.sessions.insert(
+            downstream_sid.to_owned(),
+            Arc::new(Mutex::new(Slots {
+                closed: false,
+                map: HashMap::new(),
+            })),
+        );
+    }
+
+    /// The upstream session for `(downstream_sid, gateway)`, connecting on
+    /// first use with `init_params` as the upstream `initialize` params.
+    pub async fn acquire(
+        &self,
+        downstream_sid: &str,
+        gateway: &Gateway,
+        init_params: &RawValue,
+    ) -> Result<UpstreamSession, RegistryError> {
+        let slots = self
+            .sessions
+            .get(downstream_sid)
+            .map(|e| Arc::clone(e.value()))
+            .ok_or(RegistryError::SessionEnded)?;
+        let slot = {
+            let mut s = lock(&slots);
+            if s.closed {
+                return Err(RegistryError::SessionEnded);
+            }
+            Arc::clone(
+                s.map
+                    .entry(gateway.id.clone())
+                    .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(SlotState::Empty))),
+            )
+        };
+        let mut state = slot.lock().await;
+        match &mut *state {
+            SlotState::Closed => return Err(RegistryError::SessionEnded),
+            SlotState::Live(live)
+                if live.session.is_open() && live.connection == gateway.connection =>
+            {
+                live.uses += 1;
+                live.last_used = Instant::now();
+                return Ok(live.session.clone());
+            }
+            SlotState::Live(_) | SlotState::Empty => {}
+        }
+        if let SlotState::Live(stale) = std::mem::replace(&mut *state, SlotState::Empty) {
+            let reason = if stale.session.is_open() {
+                EvictReason::GatewayChanged
+            } else {
+                EvictReason::TransportError
+            };
+            self.close_in_background(*stale, downstream_sid, reason);
+        }
+        let (session, task) = UpstreamSession::connect(
+            &self.connector,
+            &gateway.id,
+            &gateway.connection,
+            init_params,
+        )
+        .await?;
+        tracing::debug!(
+            downstream_session = downstream_sid,
+            gateway = %gateway.id,
+            upstream_session = session.info().upstream_session_id.as_deref().unwrap_or("-"),
+            "upstream session created"
+        );
+        let now = Instant::now();
+        *state = SlotState::Live(Box::new(Live {
+            session: session.clone(),
+            task,
+            connection: gateway.connection.clone(),
+            created_at: Utc::now(),
+            created: now,
+            last_used: now,
+            uses: 1,
+        }));
+        Ok(session)
+    }
+
+    /// Drops `session` from its slot if it is still the one there: the caller
+    /// saw it fail at the transport level. The next acquire builds a new one.
+    pub async fn discard(&self, downstream_sid: &str, session: &UpstreamSession) {
+        let Some(slots) = self
+            .sessions
+            .get(downstream_sid)
+            .map(|e| Arc::clone(e.value()))
+        else {
+            return;
+        };
+        let slot = lock(&slots).map.get(&session.info().gateway_id).cloned();
+        let Some(slot) = slot else { return };
+        let mut state = slot.lock().await;
+        if matches!(&*state, SlotState::Live(l) if l.session.same_session(session)) {
+            if let SlotState::Live(live) = std::mem::replace(&mut *state, SlotState::Empty) {
+                drop(state);
+                close_live(
+                    *live,
+                    downstream_sid,
+                    EvictReason::TransportError,
+                    self.grace,
+                )
+                .await;
+            }
+        }
+    }
+
+    /// Ends every upstream session of a downstream session; later acquires for
+    /// it fail. Returns how many were closed.
+    pub async fn evict_session(&self, downstream_sid: &str) -> usize {
+        let Some((_, slots)) = self.sessions.remove(downstream_sid) else {
+            return 0;
+        };
+        let taken: Vec<(String, Arc<Slot>)> = {
+            let mut s = lock(&slots);
+            s.closed = true;
+            s.map.drain().collect()
+        };
+        let closing = taken.into_iter().map(|(_, slot)| {
+            let sid = downstream_sid.to_owned();
+            async move {
+                self.close_slot(&slot, &sid, EvictReason::SessionEnded, true)
+                    .await
+            }
+        });
+        join_all(closing)
+            .await
+            .into_iter()
+            .filter(|closed| *closed)
+            .count()
+    }
+
+    /// Closes every upstream session bound to `gateway_id`, in every
+    /// downstream session. The downstream sessions stay open.
+    pub async fn evict_gateway(&self, gateway_id: &str, reason: EvictReason) -> usize {
+        let mut taken: Vec<(String, Arc<Slot>)> = Vec::new();
+        for entry in self.sessions.iter() {
+            if let Some(slot) = lock(entry.value()).map.remove(gateway_id) {
+                taken.push((entry.key().clone(), slot));
+            }
+        }
+        let closing = taken
+            .iter()
+            .map(|(sid, slot)| async move { self.close_slot(slot, sid, reason, false).await });
+        join_all(closing)
+            .await
+            .into_iter()
+            .filter(|closed| *closed)
+            .count()
+    }
+
+    /// Ends everything, in parallel, each session bounded by the grace period.
+    pub async fn close_all(&self) -> usize {
+        let sids: Vec<String> = self.sessions.iter().map(|e| e.key().clone()).collect();
+        let closing = sids.iter().map(|sid| self.evict_session(sid));
+        join_all(closing).await.into_iter().sum()
+    }
+
+    /// Takes the slot's live session (waiting for an in-flight connect to
+    /// finish) and closes it. `seal` marks the slot closed so a caller still
+    /// holding it cannot reconnect.
+    async fn close_slot(&self, slot: &Slot, sid: &str, reason: EvictReason, seal: bool) -> bool {
+        let mut state = slot.lock().await;
+        let next = if seal {
+            SlotState::Closed
+        } else {
+            SlotState::Empty
+        };
+        match std::mem::replace(&mut *state, next) {
+            SlotState::Live(live) => {
+                drop(state);
+                close_live(*live, sid, reason, self.grace).await;
+                true
+            }
+            SlotState::Empty | SlotState::Closed => false,
+        }
+    }
+
+    fn close_in_background(&self, live: Live, sid: &str, reason: EvictReason) {
+        let sid = sid.to_owned();
+        let grace = self.grace;
+        tokio::spawn(async move { close_live(live, &sid, reason, grace).await });
+    }
+
+    /// Number of downstream sessions known to the registry.
+    pub fn downstream_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Every live upstream session. Slots busy connecting are skipped rather
+    /// than waited for, so the snapshot never blocks on I/O.
+    pub fn snapshot(&self) -> Vec<SessionEntry> {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for entry in self.sessions.iter() {
+            let slots: Vec<Arc<Slot>> = lock(entry.value()).map.values().cloned().collect();
+            for slot in slots {
+                let Ok(state) = slot.try_lock() else { continue };
+                if let SlotState::Live(l) = &*state {
+                    let info = l.session.info();
+                    out.push(SessionEntry {
+                        downstream_session_id: entry.key().clone(),
+                        gateway_id: info.gateway_id.clone(),
+                        upstream_session_id: info.upstream_session_id.clone(),
+                        protocol_version: info.protocol_version.clone(),
+                        created_at: l.created_at,
+                        last_used_secs_ago: now.duration_since(l.last_used).as_secs_f64(),
+                        use_count: l.uses,
+                        age_secs: now.duration_since(l.created).as_secs_f64(),
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| {
+            a.downstream_session_id
+                .cmp(&b.downstream_session_id)
+                .then_with(|| a.gateway_id.cmp(&b.gateway_id))
+        });
+        out
+    }
+}
+
+async fn close_live(live: Live, sid: &str, reason: EvictReason, grace: Duration) {
+    let gateway = live.session.info().gateway_id.clone();
+    drop(live.session);
+    match live.task.close(grace).await {
+        CloseOutcome::Closed => {
+            tracing::debug!(downstream_session = sid, gateway = %gateway, reason = reason.as_str(), "upstream session closed");
+        }
+        CloseOutcome::Aborted => {
+            tracing::warn!(
+                downstream_session = sid,
+                gateway = %gateway,
+                reason = reason.as_str(),
+                grace_ms = grace.as_millis() as u64,
+                "upstream session did not close within its grace period; aborted"
+            );
+        }
+    }
+}

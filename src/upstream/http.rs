@@ -1,0 +1,264 @@
+//! The client side of MCP Streamable HTTP (spec 2025-11-25, basic/transports):
+//! one POST per message, answered by JSON or by an SSE stream that ends with
+//! the response; DELETE to end a session.
+//!
+//! Stateless helpers over a shared `reqwest::Client`: the session owner task
+//! (`session.rs`) decides when to call them.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
+use reqwest::StatusCode;
+use serde_json::value::RawValue;
+
+use super::{Reply, UpstreamError};
+use crate::jsonrpc::{self, Message};
+use crate::sse;
+
+pub const SESSION_HEADER: &str = "mcp-session-id";
+pub const VERSION_HEADER: &str = "mcp-protocol-version";
+/// Bound on one SSE event from an upstream.
+const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
+
+/// Where and how to POST: the upstream endpoint plus the per-session headers.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub url: reqwest::Url,
+    /// `Mcp-Session-Id` and `MCP-Protocol-Version` once the session is set up.
+    pub headers: HeaderMap,
+}
+
+impl Endpoint {
+    pub fn new(url: reqwest::Url) -> Self {
+        Self {
+            url,
+            headers: HeaderMap::new(),
+        }
+    }
+
+    pub fn with_session(&self, session_id: Option<&str>, protocol_version: &str) -> Endpoint {
+        let mut headers = self.headers.clone();
+        if let Some(v) = session_id.and_then(|s| HeaderValue::from_str(s).ok()) {
+            headers.insert(SESSION_HEADER, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(protocol_version) {
+            headers.insert(VERSION_HEADER, v);
+        }
+        Endpoint {
+            url: self.url.clone(),
+            headers,
+        }
+    }
+
+    fn has_session(&self) -> bool {
+        self.headers.contains_key(SESSION_HEADER)
+    }
+}
+
+/// What came back for a request: the reply and, on `initialize`, the session id.
+pub struct Answer {
+    pub reply: Reply,
+    pub session_id: Option<String>,
+}
+
+fn classify(e: reqwest::Error) -> UpstreamError {
+    if e.is_timeout() {
+        UpstreamError::Timeout
+    } else {
+        UpstreamError::Transport {
+            reason: error_chain(&e),
+        }
+    }
+}
+
+/// reqwest's Display omits the cause ("error sending request"); operators need it.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+async fn post(
+    client: &reqwest::Client,
+    ep: &Endpoint,
+    body: String,
+    timeout: Duration,
+) -> Result<reqwest::Response, UpstreamError> {
+    let resp = client
+        .post(ep.url.clone())
+        .headers(ep.headers.clone())
+        .header(ACCEPT, "application/json, text/event-stream")
+        .header(CONTENT_TYPE, "application/json")
+        .timeout(timeout)
+        .body(body)
+        .send()
+        .await
+        .map_err(classify)?;
+    let status = resp.status();
+    if status == StatusCode::NOT_FOUND && ep.has_session() {
+        return Err(UpstreamError::SessionExpired);
+    }
+    if !status.is_success() {
+        let text = resp.text().await.unwrap_or_default();
+        return Err(UpstreamError::Status {
+            status: status.as_u16(),
+            body: truncate(text, 512),
+        });
+    }
+    Ok(resp)
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+/// POSTs a request with id `id` and waits for its response. Other messages the
+/// upstream interleaves on an SSE answer (notifications, its own requests) go
+/// to `on_other`.
+pub async fn request(
+    client: &reqwest::Client,
+    ep: &Endpoint,
+    id: u64,
+    body: String,
+    timeout: Duration,
+    on_other: &mut (dyn FnMut(Message) + Send),
+) -> Result<Answer, UpstreamError> {
+    let resp = post(client, ep, body, timeout).await?;
+    let session_id = resp
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let content_type = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let reply = if content_type.starts_with("text/event-stream") {
+        read_sse(resp, id, on_other).await?
+    } else if content_type.starts_with("application/json") {
+        let bytes = resp.bytes().await.map_err(classify)?;
+        match_response(&bytes, id)?
+    } else {
+        return Err(UpstreamError::Protocol {
+            reason: format!("unexpected Content-Type {content_type:?} for a request"),
+        });
+    };
+    Ok(Answer { reply, session_id })
+}
+
+fn match_response(bytes: &Bytes, id: u64) -> Result<Reply, UpstreamError> {
+    match jsonrpc::parse_one(bytes) {
+        Ok(Message::Response(r)) if id_matches(&r.id, id) => Ok(Reply(r.outcome)),
+        Ok(_) => Err(UpstreamError::Protocol {
+            reason: "JSON answer is not the response to our request".into(),
+        }),
+        Err(e) => Err(UpstreamError::Protocol {
+            reason: format!("unreadable JSON answer: {e}"),
+        }),
+    }
+}
+
+fn id_matches(raw: &RawValue, id: u64) -> bool {
+    let s = raw.get();
+    s.parse::<u64>().ok() == Some(id) || s.trim_matches('"').parse::<u64>().ok() == Some(id)
+}
+
+async fn read_sse(
+    resp: reqwest::Response,
+    id: u64,
+    on_other: &mut (dyn FnMut(Message) + Send),
+) -> Result<Reply, UpstreamError> {
+    let mut decoder = sse::Decoder::new(MAX_EVENT_BYTES);
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(classify)?;
+        let events = decoder.feed(&chunk).map_err(|e| UpstreamError::Protocol {
+            reason: e.to_string(),
+        })?;
+        for ev in events {
+            if ev.data.trim().is_empty() {
+                continue; // priming event
+            }
+            match jsonrpc::parse_one(ev.data.as_bytes()) {
+                Ok(Message::Response(r)) if id_matches(&r.id, id) => return Ok(Reply(r.outcome)),
+                Ok(other) => on_other(other),
+                Err(e) => {
+                    tracing::debug!(error = %e, "ignoring unreadable SSE event from upstream")
+                }
+            }
+        }
+    }
+    Err(UpstreamError::Transport {
+        reason: "SSE stream ended before the response arrived".into(),
+    })
+}
+
+/// POSTs a notification; the upstream answers 202 with no body.
+pub async fn notify(
+    client: &reqwest::Client,
+    ep: &Endpoint,
+    body: String,
+    timeout: Duration,
+) -> Result<(), UpstreamError> {
+    let resp = post(client, ep, body, timeout).await?;
+    // Drain so the connection goes back to the pool.
+    let _ = resp.bytes().await;
+    Ok(())
+}
+
+/// Ends the upstream session. 404 (already gone) and 405 (server does not
+/// allow client-initiated termination) both leave nothing to clean up.
+pub async fn delete(
+    client: &reqwest::Client,
+    ep: &Endpoint,
+    timeout: Duration,
+) -> Result<(), UpstreamError> {
+    let resp = client
+        .delete(ep.url.clone())
+        .headers(ep.headers.clone())
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(classify)?;
+    match resp.status() {
+        s if s.is_success()
+            || s == StatusCode::NOT_FOUND
+            || s == StatusCode::METHOD_NOT_ALLOWED =>
+        {
+            Ok(())
+        }
+        s => Err(UpstreamError::Status {
+            status: s.as_u16(),
+            body: String::new(),
+        }),
+    }
+}
+
+/// Builds the shared upstream HTTP client: pooled keep-alive connections,
+/// HTTP/2 when the upstream offers it over TLS.
+pub fn client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(1024)
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
+        .build()
+}

@@ -1,0 +1,140 @@
+//! Talking to upstream MCP servers.
+//!
+//! - `http`: the Streamable HTTP client wire protocol (POST, SSE answers, DELETE).
+//! - `session`: one live upstream MCP session, owned by its own task.
+//! - [`discover`]: a short-lived session to learn what an upstream offers.
+//!
+//! Why not `rmcp`'s client: the gateway relays messages it does not model,
+//! byte for byte, and needs per-request headers (trace context) on a reused
+//! session and the raw 404 of an expired session. rmcp's client is typed end
+//! to end and owns its session recovery, so we keep a thin client of our own
+//! over reqwest; rmcp would still fit a future typed admin client.
+
+pub mod http;
+mod session;
+
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+pub use session::{CloseOutcome, SessionInfo, SessionTask, UpstreamSession};
+
+use crate::catalog::{Connection, Discovery};
+use crate::mcp;
+
+/// A JSON-RPC answer from an upstream: its `result`, or its `error` object, verbatim.
+#[derive(Debug)]
+pub struct Reply(pub Result<Box<RawValue>, Box<RawValue>>);
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream unreachable: {reason}")]
+    Transport { reason: String },
+    #[error("upstream answered HTTP {status}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
+    Status { status: u16, body: String },
+    #[error("upstream session expired (the upstream answered 404)")]
+    SessionExpired,
+    #[error("upstream broke the protocol: {reason}")]
+    Protocol { reason: String },
+    #[error("upstream did not answer in time")]
+    Timeout,
+    #[error("upstream session is closed")]
+    Closed,
+    #[error("upstream initialize failed: {message}")]
+    Initialize { message: String },
+}
+
+impl UpstreamError {
+    /// Whether the session that produced this error is unusable from now on.
+    /// Tool-level failures never get here (they are `Reply`s), and an HTTP
+    /// error status or a timeout says nothing about the session itself.
+    pub fn ends_session(&self) -> bool {
+        match self {
+            UpstreamError::Transport { .. }
+            | UpstreamError::SessionExpired
+            | UpstreamError::Protocol { .. }
+            | UpstreamError::Closed
+            | UpstreamError::Initialize { .. } => true,
+            UpstreamError::Status { .. } | UpstreamError::Timeout => false,
+        }
+    }
+}
+
+/// Shared by every upstream session: the HTTP client and the time limits.
+#[derive(Clone)]
+pub struct Connector {
+    pub client: reqwest::Client,
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// How long a closing session may spend on its DELETE.
+    pub close_timeout: Duration,
+}
+
+/// The `initialize` params the gateway sends upstream.
+pub fn initialize_params() -> Box<RawValue> {
+    crate::jsonrpc::to_raw(&json!({
+        "protocolVersion": mcp::LATEST_VERSION,
+        "capabilities": {},
+        "clientInfo": {"name": "switchyard", "version": env!("CARGO_PKG_VERSION")},
+    }))
+}
+
+/// Connects, lists every tool (following `nextCursor`), and closes: what
+/// registration and refresh need, without touching the session registry.
+pub async fn discover(
+    connector: &Connector,
+    connection: &Connection,
+) -> Result<Discovery, UpstreamError> {
+    let (session, task) =
+        UpstreamSession::connect(connector, "(discovery)", connection, &initialize_params())
+            .await?;
+    let result = list_tools(&session).await;
+    let info = session.info().clone();
+    drop(session);
+    task.close(connector.close_timeout).await;
+    let tools = result?;
+    let init: Value = serde_json::from_str(info.init_result.get()).unwrap_or(Value::Null);
+    Ok(Discovery {
+        protocol_version: info.protocol_version.clone(),
+        capabilities: init
+            .get("capabilities")
+            .cloned()
+            .unwrap_or_else(|| json!({})),
+        server_info: init.get("serverInfo").cloned().unwrap_or_else(|| json!({})),
+        tools,
+    })
+}
+
+async fn list_tools(session: &UpstreamSession) -> Result<Vec<Value>, UpstreamError> {
+    const MAX_PAGES: usize = 100;
+    let mut tools = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let params = cursor
+            .as_ref()
+            .map(|c| crate::jsonrpc::to_raw(&json!({ "cursor": c })));
+        let Reply(outcome) = session.request("tools/list", params).await?;
+        let result = outcome.map_err(|e| UpstreamError::Initialize {
+            message: format!("tools/list failed: {}", e.get()),
+        })?;
+        let page: Value =
+            serde_json::from_str(result.get()).map_err(|e| UpstreamError::Protocol {
+                reason: format!("tools/list result: {e}"),
+            })?;
+        if let Some(list) = page.get("tools").and_then(Value::as_array) {
+            tools.extend(
+                list.iter()
+                    .filter(|t| t.get("name").and_then(Value::as_str).is_some())
+                    .cloned(),
+            );
+        }
+        match page.get("nextCursor").and_then(Value::as_str) {
+            Some(c) if !c.is_empty() => cursor = Some(c.to_owned()),
+            _ => return Ok(tools),
+        }
+    }
+    Err(UpstreamError::Protocol {
+        reason: format!("tools/list did not end after {MAX_PAGES} pages"),
+    })
+}

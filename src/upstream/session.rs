@@ -1,0 +1,284 @@
+//! One live upstream MCP session: a cheap, cloneable [`UpstreamSession`]
+//! handle in front of an owner task.
+//!
+//! The task owns everything about the session's life: its id, its in-flight
+//! requests (in a `JoinSet`, so they die with it) and its ending (the upstream
+//! DELETE). Callers only send commands. A request that finds the session dead
+//! (transport failure, upstream 404) ends the task; the handle then reports
+//! closed and the registry builds a fresh session on the next call.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use super::http::{self, Endpoint};
+use super::{Connector, Reply, UpstreamError};
+use crate::catalog::Connection;
+use crate::jsonrpc::{self, Message};
+use crate::mcp;
+
+/// What was agreed with the upstream at `initialize`.
+#[derive(Debug)]
+pub struct SessionInfo {
+    pub gateway_id: String,
+    /// `None` when the upstream runs without sessions.
+    pub upstream_session_id: Option<String>,
+    pub protocol_version: String,
+    pub init_result: Box<RawValue>,
+}
+
+enum Command {
+    Request {
+        method: String,
+        params: Option<Box<RawValue>>,
+        reply: oneshot::Sender<Result<Reply, UpstreamError>>,
+    },
+}
+
+/// Handle to a live upstream session. Cloning is cheap; the session lives
+/// until its [`SessionTask`] is closed or it fails.
+#[derive(Clone)]
+pub struct UpstreamSession {
+    commands: mpsc::Sender<Command>,
+    info: Arc<SessionInfo>,
+}
+
+/// The owner task of a session; held by exactly one owner (the registry, or
+/// a per-call user), which closes it.
+pub struct SessionTask {
+    stop: CancellationToken,
+    join: JoinHandle<()>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseOutcome {
+    /// The task ended within the grace period.
+    Closed,
+    /// It did not; it was aborted.
+    Aborted,
+}
+
+impl UpstreamSession {
+    /// Runs the `initialize` handshake and starts the owner task.
+    pub async fn connect(
+        connector: &Connector,
+        gateway_id: &str,
+        connection: &Connection,
+        init_params: &RawValue,
+    ) -> Result<(UpstreamSession, SessionTask), UpstreamError> {
+        let base = Endpoint::new(connection.url.clone());
+        let body = jsonrpc::request_body(0, "initialize", Some(init_params));
+        let mut ignore = |m: Message| {
+            tracing::debug!(?m, "upstream message before initialize completed; ignored")
+        };
+        let answer = http::request(
+            &connector.client,
+            &base,
+            0,
+            body,
+            connector.connect_timeout,
+            &mut ignore,
+        )
+        .await?;
+        let result = answer.reply.0.map_err(|e| UpstreamError::Initialize {
+            message: e.get().to_owned(),
+        })?;
+        let parsed: Value =
+            serde_json::from_str(result.get()).map_err(|e| UpstreamError::Protocol {
+                reason: format!("initialize result: {e}"),
+            })?;
+        let version = parsed
+            .get("protocolVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if !mcp::UPSTREAM_VERSIONS.contains(&version.as_str()) {
+            return Err(UpstreamError::Initialize {
+                message: format!(
+                    "upstream chose protocol version {version:?}, which the gateway does not speak"
+                ),
+            });
+        }
+        let endpoint = base.with_session(answer.session_id.as_deref(), &version);
+        let initialized = jsonrpc::notification_body("notifications/initialized", None);
+        http::notify(
+            &connector.client,
+            &endpoint,
+            initialized,
+            connector.connect_timeout,
+        )
+        .await?;
+
+        let info = Arc::new(SessionInfo {
+            gateway_id: gateway_id.to_owned(),
+            upstream_session_id: answer.session_id,
+            protocol_version: version,
+            init_result: result,
+        });
+        let (tx, rx) = mpsc::channel(64);
+        let stop = CancellationToken::new();
+        let owner = Owner {
+            connector: connector.clone(),
+            endpoint,
+            info: info.clone(),
+            commands: rx,
+            stop: stop.clone(),
+            next_id: 1,
+        };
+        let join = tokio::spawn(owner.run());
+        Ok((
+            UpstreamSession { commands: tx, info },
+            SessionTask { stop, join },
+        ))
+    }
+
+    pub fn info(&self) -> &Arc<SessionInfo> {
+        &self.info
+    }
+
+    /// False once the owner task has ended (closed, failed or aborted).
+    pub fn is_open(&self) -> bool {
+        !self.commands.is_closed()
+    }
+
+    /// Whether both handles lead to the same session.
+    pub fn same_session(&self, other: &UpstreamSession) -> bool {
+        self.commands.same_channel(&other.commands)
+    }
+
+    /// Sends a request and waits for the upstream's answer.
+    pub async fn request(
+        &self,
+        method: &str,
+        params: Option<Box<RawValue>>,
+    ) -> Result<Reply, UpstreamError> {
+        let (reply, answer) = oneshot::channel();
+        let cmd = Command::Request {
+            method: method.to_owned(),
+            params,
+            reply,
+        };
+        self.commands
+            .send(cmd)
+            .await
+            .map_err(|_| UpstreamError::Closed)?;
+        // A dropped sender means the task ended (failed, closed, aborted) mid-request.
+        answer.await.map_err(|_| UpstreamError::Closed)?
+    }
+}
+
+impl SessionTask {
+    /// Asks the task to end the session (DELETE upstream) and waits up to
+    /// `grace`; a task still running then is aborted.
+    pub async fn close(self, grace: Duration) -> CloseOutcome {
+        self.stop.cancel();
+        let mut join = self.join;
+        match tokio::time::timeout(grace, &mut join).await {
+            Ok(_) => CloseOutcome::Closed,
+            Err(_) => {
+                join.abort();
+                CloseOutcome::Aborted
+            }
+        }
+    }
+}
+
+struct Owner {
+    connector: Connector,
+    endpoint: Endpoint,
+    info: Arc<SessionInfo>,
+    commands: mpsc::Receiver<Command>,
+    stop: CancellationToken,
+    next_id: u64,
+}
+
+enum Exit {
+    Stopped,
+    Failed(UpstreamError),
+}
+
+impl Owner {
+    async fn run(mut self) {
+        let mut inflight: JoinSet<Option<UpstreamError>> = JoinSet::new();
+        let exit = loop {
+            tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => break Exit::Stopped,
+                Some(done) = inflight.join_next(), if !inflight.is_empty() => {
+                    if let Ok(Some(fatal)) = done {
+                        break Exit::Failed(fatal);
+                    }
+                }
+                cmd = self.commands.recv() => match cmd {
+                    Some(Command::Request { method, params, reply }) => {
+                        let id = self.next_id;
+                        self.next_id += 1;
+                        inflight.spawn(send_request(
+                            self.connector.clone(),
+                            self.endpoint.clone(),
+                            id,
+                            jsonrpc::request_body(id, &method, params.as_deref()),
+                            reply,
+                        ));
+                    }
+                    // Every handle is gone: nobody can use the session again.
+                    None => break Exit::Stopped,
+                },
+            }
+        };
+        // Stop accepting commands first so handles see "closed" at once, then
+        // drop in-flight requests: their callers get `Closed`, not a hang.
+        self.commands.close();
+        inflight.abort_all();
+        let expired = matches!(exit, Exit::Failed(UpstreamError::SessionExpired));
+        if let Exit::Failed(e) = &exit {
+            tracing::info!(gateway = %self.info.gateway_id, error = %e, "upstream session failed; discarded");
+        }
+        if !expired && self.info.upstream_session_id.is_some() {
+            let deleted = http::delete(
+                &self.connector.client,
+                &self.endpoint,
+                self.connector.close_timeout,
+            )
+            .await;
+            if let Err(e) = deleted {
+                tracing::debug!(gateway = %self.info.gateway_id, error = %e, "upstream DELETE failed");
+            }
+        }
+    }
+}
+
+async fn send_request(
+    connector: Connector,
+    endpoint: Endpoint,
+    id: u64,
+    body: String,
+    reply: oneshot::Sender<Result<Reply, UpstreamError>>,
+) -> Option<UpstreamError> {
+    // Server-to-client messages on this stream are relayed in a later stage;
+    // for now they are logged.
+    let mut on_other =
+        |m: Message| tracing::debug!(?m, "upstream message on a request stream (not relayed yet)");
+    let result = http::request(
+        &connector.client,
+        &endpoint,
+        id,
+        body,
+        connector.request_timeout,
+        &mut on_other,
+    )
+    .await
+    .map(|a| a.reply);
+    let fatal = match &result {
+        Err(e) if e.ends_session() => Some(e.clone()),
+        _ => None,
+    };
+    // The caller may have gone away; that is not the session's problem.
+    let _ = reply.send(result);
+    fatal
+}

@@ -1,0 +1,277 @@
+//! The REST API, on ContextForge's contract: `/gateways`, `/tools`, `/servers`.
+
+use serde_json::{json, Value};
+
+use crate::support::{counter, McpClient, TestGateway};
+
+async fn send(
+    gw: &TestGateway,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = gw.http.request(method, gw.url(path));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn registering_a_gateway_discovers_its_tools() {
+    let up = counter("counter").await;
+    let gw = TestGateway::start().await;
+    let (status, g) = send(
+        &gw,
+        reqwest::Method::POST,
+        "/gateways",
+        Some(json!({"name": "My Counter", "url": up.url(), "transport": "STREAMABLEHTTP", "description": "d", "tags": ["a"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{g}");
+    for field in [
+        "id",
+        "name",
+        "slug",
+        "url",
+        "transport",
+        "enabled",
+        "reachable",
+        "createdAt",
+    ] {
+        assert!(!g[field].is_null(), "missing {field}: {g}");
+    }
+    assert_eq!(g["slug"], "my-counter");
+    assert_eq!(g["reachable"], true);
+    assert_eq!(g["toolCount"], 5);
+    assert_eq!(up.stats().live_sessions, 0, "discovery closes its session");
+
+    let (_, tools) = send(&gw, reqwest::Method::GET, "/tools", None).await;
+    let inc = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["originalName"] == "increment")
+        .unwrap();
+    assert_eq!(inc["name"], "my-counter-increment");
+    assert_eq!(inc["gatewayId"], g["id"]);
+    assert_eq!(inc["gatewaySlug"], "my-counter");
+    assert_eq!(inc["inputSchema"]["type"], "object");
+    let (status, one) = send(
+        &gw,
+        reqwest::Method::GET,
+        &format!("/tools/{}", inc["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, &one["name"]),
+        (200, &json!("my-counter-increment"))
+    );
+
+    // Same API under /v1.
+    let (status, list) = send(&gw, reqwest::Method::GET, "/v1/gateways", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(list[0]["id"], g["id"]);
+}
+
+#[tokio::test]
+async fn registration_errors_409_502_422_store_nothing() {
+    let up = counter("counter").await;
+    let gw = TestGateway::start().await;
+    gw.register("counter", &up.url()).await;
+    let (status, body) = send(
+        &gw,
+        reqwest::Method::POST,
+        "/gateways",
+        Some(json!({"name": "counter", "url": up.url()})),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+
+    let (status, body) = send(
+        &gw,
+        reqwest::Method::POST,
+        "/gateways",
+        Some(json!({"name": "dead", "url": "http://127.0.0.1:9/mcp"})),
+    )
+    .await;
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("unreachable"),
+        "{body}"
+    );
+
+    for (bad, field) in [
+        (json!({"url": up.url()}), "name"),
+        (json!({"name": "x"}), "url"),
+        (json!({"name": "x", "url": "not a url"}), "url"),
+        (json!({"name": "x", "url": "ftp://127.0.0.1/"}), "url"),
+        (json!({"name": "", "url": up.url()}), "name"),
+        (
+            json!({"name": "x", "url": up.url(), "transport": "CARRIER_PIGEON"}),
+            "transport",
+        ),
+        (json!({"name": 5, "url": up.url()}), "name"),
+    ] {
+        let (status, body) = send(&gw, reqwest::Method::POST, "/gateways", Some(bad.clone())).await;
+        assert_eq!(status, 422, "{bad}: {body}");
+        assert_eq!(body["detail"][0]["loc"][1], field, "{bad}: {body}");
+    }
+    let (_, list) = send(&gw, reqwest::Method::GET, "/gateways", None).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let (_, tools) = send(&gw, reqwest::Method::GET, "/tools", None).await;
+    assert_eq!(tools.as_array().unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn update_refresh_and_delete() {
+    let up = counter("counter").await;
+    let other = counter("other").await;
+    let gw = TestGateway::start().await;
+    let g = gw.register("counter", &up.url()).await;
+    let id = g["id"].as_str().unwrap();
+    let mut c = McpClient::connect(gw.url("/mcp")).await;
+    c.counter("counter-increment", json!({"by": 3})).await;
+
+    // Cosmetic edit: nothing closes, counter survives.
+    let (status, body) = send(
+        &gw,
+        reqwest::Method::PUT,
+        &format!("/gateways/{id}"),
+        Some(json!({"description": "new words", "tags": ["x"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["description"], "new words");
+    assert_eq!(body["url"], up.url(), "partial update keeps other fields");
+    assert_eq!(c.counter("counter-get", json!({})).await, 3);
+    assert_eq!(up.stats().live_sessions, 1);
+
+    // Connection edit: the old upstream session closes; calls go to the new URL.
+    let (status, body) = send(
+        &gw,
+        reqwest::Method::PUT,
+        &format!("/gateways/{id}"),
+        Some(json!({"url": other.url()})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(up.stats().live_sessions, 0);
+    assert_eq!(c.counter("counter-get", json!({})).await, 0);
+    assert_eq!(other.stats().live_sessions, 1);
+
+    // A connection edit to an unreachable URL is refused and changes nothing.
+    let (status, _) = send(
+        &gw,
+        reqwest::Method::PUT,
+        &format!("/gateways/{id}"),
+        Some(json!({"url": "http://127.0.0.1:9/mcp"})),
+    )
+    .await;
+    assert_eq!(status, 502);
+    let (_, now) = send(&gw, reqwest::Method::GET, &format!("/gateways/{id}"), None).await;
+    assert_eq!(now["url"], other.url());
+
+    let (status, body) = send(
+        &gw,
+        reqwest::Method::POST,
+        &format!("/gateways/{id}/tools/refresh"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["toolCount"], 5);
+
+    let (status, _) = send(
+        &gw,
+        reqwest::Method::DELETE,
+        &format!("/gateways/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = send(&gw, reqwest::Method::GET, &format!("/gateways/{id}"), None).await;
+    assert_eq!(status, 404);
+    let (_, tools) = send(&gw, reqwest::Method::GET, "/tools", None).await;
+    assert_eq!(tools, json!([]), "its tools go with it");
+    let (status, _) = send(
+        &gw,
+        reqwest::Method::DELETE,
+        &format!("/gateways/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn virtual_server_crud_accepts_both_body_shapes() {
+    let up = counter("counter").await;
+    let gw = TestGateway::start().await;
+    gw.register("counter", &up.url()).await;
+    let inc = gw.tool_id("counter-increment").await;
+    let get = gw.tool_id("counter-get").await;
+
+    let (status, s) = send(
+        &gw,
+        reqwest::Method::POST,
+        "/servers",
+        Some(json!({"name": "bare", "associated_tools": [inc]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{s}");
+    assert_eq!(s["associatedTools"], json!([inc]));
+    let (status, s2) = send(
+        &gw,
+        reqwest::Method::POST,
+        "/servers",
+        Some(json!({"server": {"name": "wrapped", "associatedTools": [inc, get]}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{s2}");
+    let (status, _) = send(
+        &gw,
+        reqwest::Method::POST,
+        "/servers",
+        Some(json!({"name": "bare"})),
+    )
+    .await;
+    assert_eq!(status, 409);
+    let (status, body) = send(
+        &gw,
+        reqwest::Method::POST,
+        "/servers",
+        Some(json!({"name": "x", "associated_tools": ["nope"]})),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["detail"][0]["loc"][1], "associated_tools");
+
+    let id = s["id"].as_str().unwrap();
+    let (status, upd) = send(
+        &gw,
+        reqwest::Method::PUT,
+        &format!("/servers/{id}"),
+        Some(json!({"associated_tools": [get, inc]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{upd}");
+    assert_eq!(upd["associatedTools"], json!([get, inc]));
+    assert_eq!(upd["name"], "bare");
+    let (_, all) = send(&gw, reqwest::Method::GET, "/servers", None).await;
+    assert_eq!(all.as_array().unwrap().len(), 2);
+    let (status, _) = send(
+        &gw,
+        reqwest::Method::DELETE,
+        &format!("/servers/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = send(&gw, reqwest::Method::GET, &format!("/servers/{id}"), None).await;
+    assert_eq!(status, 404);
+}

@@ -1,0 +1,85 @@
+//! Bad input gets a clear error and leaves the session and its upstream state intact.
+
+use serde_json::{json, Value};
+
+use crate::support::{counter, McpClient, TestGateway};
+
+#[tokio::test]
+async fn malformed_invalid_and_oversized_bodies_leave_the_session_usable() {
+    let up = counter("counter").await;
+    let gw = TestGateway::start().await;
+    gw.register("counter", &up.url()).await;
+    let mut c = McpClient::connect(gw.url("/mcp")).await;
+    assert_eq!(c.counter("counter-increment", json!({"by": 5})).await, 5);
+
+    let (status, _, body) = c
+        .post_raw("{\"jsonrpc\": \"2.0\", \"id\": 1, \"method\": ")
+        .await;
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (400, json!(-32700)),
+        "{body}"
+    );
+
+    for invalid in [
+        r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#,
+        r#"{"jsonrpc":"2.0","id":{"x":1},"method":"ping"}"#,
+        r#"{"jsonrpc":"2.0","method":42}"#,
+        r#"[]"#,
+        r#"17"#,
+    ] {
+        let (status, _, body) = c.post_raw(invalid).await;
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(status, 400, "{invalid}: {body}");
+        assert_eq!(body["error"]["code"], -32600, "{invalid}: {body}");
+    }
+
+    let huge = format!(
+        r#"{{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{{"name":"counter-echo","arguments":{{"text":"{}"}}}}}}"#,
+        "x".repeat(5 * 1024 * 1024)
+    );
+    let (status, _, _) = c.post_raw(huge).await;
+    assert_eq!(status, 413);
+
+    // Streamed (chunked, no Content-Length) oversized body: still 413, not a hang.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..80).map(|_| Ok(vec![b' '; 64 * 1024])).collect();
+    let (status, _, _) = c
+        .post_raw(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .await;
+    assert_eq!(status, 413);
+
+    assert_eq!(
+        c.counter("counter-increment", json!({"by": 1})).await,
+        6,
+        "session and upstream state intact"
+    );
+    assert_eq!(
+        up.stats().initializes,
+        2,
+        "registration + this session; bad input built nothing"
+    );
+}
+
+#[tokio::test]
+async fn bad_params_get_invalid_params_without_touching_the_upstream() {
+    let up = counter("counter").await;
+    let gw = TestGateway::start().await;
+    gw.register("counter", &up.url()).await;
+    let mut c = McpClient::connect(gw.url("/mcp")).await;
+    for params in [json!([1, 2]), json!({"name": 7}), json!({})] {
+        let a = c.request("tools/call", params.clone()).await;
+        assert_eq!(a.body["error"]["code"], -32602, "{params}: {}", a.body);
+    }
+    assert_eq!(up.stats().tool_calls, 0);
+    let init = c
+        .request("initialize", json!({"protocolVersion": "2025-11-25"}))
+        .await;
+    assert_eq!(
+        init.status, 200,
+        "a second initialize opens a new session rather than failing"
+    );
+}

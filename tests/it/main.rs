@@ -1,0 +1,13 @@
+//! Integration tests: the real gateway router on an ephemeral loopback port,
+//! real upstream MCP servers (our counter fixture, in-process or as a process),
+//! real HTTP in between. One test binary, one module per feature.
+
+mod support;
+
+mod admin_api;
+mod bad_input;
+mod binary;
+mod endpoints;
+mod isolation;
+mod python_sdk;
+mod upstream_failures;

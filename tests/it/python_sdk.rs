@@ -1,0 +1,49 @@
+//! The official MCP Python SDK (mcp 2.3.0, a peer nobody here wrote) as the
+//! client: two sessions through the gateway must see independent counters.
+
+use serde_json::json;
+
+use crate::support::peers::run_python;
+use crate::support::{counter, TestGateway};
+
+const SCRIPT: &str = "tests/interop/py_counter_client.py";
+
+async fn check(url: &str, mode: &str) {
+    let out = run_python(
+        SCRIPT,
+        &["--url", url, "--tool-prefix", "counter-", "--mode", mode],
+    )
+    .await;
+    assert_eq!(out["a"], json!(5), "{out}");
+    assert_eq!(out["b"], json!(3), "{out}");
+    assert!(
+        out["tools"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("counter-increment")),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn python_sdk_sessions_are_isolated_on_mcp_and_virtual_server_endpoints() {
+    let up = counter("counter").await;
+    let gw = TestGateway::start().await;
+    gw.register("counter", &up.url()).await;
+    let inc = gw.tool_id("counter-increment").await;
+    let get = gw.tool_id("counter-get").await;
+    let server = gw.create_server("py", &[&inc, &get]).await;
+    let virtual_url = gw.url(&format!("/servers/{}/mcp", server["id"].as_str().unwrap()));
+    let before = up.stats().initializes;
+    for mode in ["legacy", "auto"] {
+        check(&gw.url("/mcp"), mode).await;
+        check(&virtual_url, mode).await;
+    }
+    // Four runs of two sessions each, one upstream session per downstream session.
+    assert_eq!(up.stats().initializes - before, 8);
+    assert_eq!(
+        up.stats().live_sessions,
+        0,
+        "the SDK's DELETEs closed every upstream session"
+    );
+}

@@ -1,0 +1,107 @@
+//! A gateway served in-process on `127.0.0.1:0`, stopped on drop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use switchyard::app::App;
+use switchyard::config::Settings;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+    served: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestGateway {
+    pub async fn start() -> Self {
+        Self::start_with(Settings::for_tests()).await
+    }
+
+    pub async fn start_with(settings: Settings) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shutdown = CancellationToken::new();
+        let app = App::new(settings, shutdown.clone())
+            .await
+            .expect("app starts");
+        let served = tokio::spawn(switchyard::serve(listener, Arc::clone(&app)));
+        Self {
+            addr,
+            app,
+            http: reqwest::Client::new(),
+            shutdown,
+            served: Some(served),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Registers an upstream; panics unless the gateway answers 201.
+    pub async fn register(&self, name: &str, url: &str) -> Value {
+        let resp = self
+            .http
+            .post(self.url("/gateways"))
+            .json(&json!({"name": name, "url": url, "transport": "STREAMABLEHTTP"}))
+            .send()
+            .await
+            .expect("POST /gateways");
+        let status = resp.status();
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(status, 201, "register {name}: {body}");
+        body
+    }
+
+    /// Creates a virtual server with the given tool ids.
+    pub async fn create_server(&self, name: &str, tool_ids: &[&str]) -> Value {
+        let resp = self
+            .http
+            .post(self.url("/servers"))
+            .json(&json!({"server": {"name": name, "associated_tools": tool_ids}}))
+            .send()
+            .await
+            .expect("POST /servers");
+        assert_eq!(resp.status(), 201);
+        resp.json().await.expect("json")
+    }
+
+    pub async fn tool_id(&self, exposed_name: &str) -> String {
+        let tools: Value = self
+            .http
+            .get(self.url("/tools"))
+            .send()
+            .await
+            .expect("GET /tools")
+            .json()
+            .await
+            .expect("json");
+        tools
+            .as_array()
+            .and_then(|a| a.iter().find(|t| t["name"] == exposed_name))
+            .and_then(|t| t["id"].as_str())
+            .unwrap_or_else(|| panic!("no tool {exposed_name} in {tools}"))
+            .to_owned()
+    }
+
+    /// Stops the gateway and waits for its shutdown to finish.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(served) = self.served.take() {
+            served.await.expect("serve task").expect("serve ok");
+        }
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
