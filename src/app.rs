@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::{Catalog, CatalogError, Store};
 use crate::config::Settings;
 use crate::downstream::session::SessionStore;
+use crate::metrics::Metrics;
 use crate::registry::UpstreamSessionRegistry;
 use crate::upstream::{self, Connector};
 
@@ -17,6 +18,7 @@ pub struct App {
     pub catalog: Catalog,
     pub registry: UpstreamSessionRegistry,
     pub sessions: SessionStore,
+    pub metrics: Arc<Metrics>,
     /// Cancelled when the gateway shuts down; long-lived streams end with it.
     pub shutdown: CancellationToken,
     /// The `initialize` params sent to upstreams, built once.
@@ -46,12 +48,19 @@ impl App {
             connect_timeout: settings.timeouts.upstream_connect,
             close_timeout: settings.timeouts.shutdown,
         };
-        let registry = UpstreamSessionRegistry::new(connector, settings.timeouts.shutdown);
+        let metrics = Arc::new(Metrics::new());
+        let registry = UpstreamSessionRegistry::new(
+            connector,
+            settings.timeouts.shutdown,
+            settings.lifecycle.upstream_idle_validation,
+            Arc::clone(&metrics),
+        );
         Ok(Arc::new(App {
             settings,
             catalog,
             registry,
             sessions: SessionStore::default(),
+            metrics,
             shutdown,
             upstream_init_params: upstream::initialize_params(),
         }))
@@ -59,7 +68,7 @@ impl App {
 
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
-            .merge(crate::downstream::routes())
+            .merge(crate::downstream::routes(self))
             .merge(crate::admin::routes())
             .with_state(Arc::clone(self))
     }

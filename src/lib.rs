@@ -13,6 +13,8 @@
 //! - [`registry`]: `(downstream session, gateway)` → one live upstream session.
 //! - [`upstream`]: the MCP client side: Streamable HTTP, session owner tasks, discovery.
 //! - [`catalog`]: gateways, tools, virtual servers; SQLite record, in-memory snapshot.
+//! - [`lifecycle`]: background upkeep (session expiry, gateway health) and reload.
+//! - [`metrics`]: Prometheus metrics.
 //! - [`admin`]: the REST API (ContextForge-compatible `/gateways`, `/tools`, `/servers`).
 //! - [`app`]: shared state and the assembled HTTP service.
 //!
@@ -25,10 +27,13 @@ pub mod catalog;
 pub mod config;
 pub mod downstream;
 pub mod jsonrpc;
+pub mod lifecycle;
 pub mod mcp;
+pub mod metrics;
 pub mod registry;
 pub mod router;
 pub mod sse;
+pub mod trace;
 pub mod upstream;
 
 use std::future::IntoFuture;
@@ -36,15 +41,17 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use tokio_util::task::TaskTracker;
+
 use app::App;
-use catalog::GatewaySpec;
-use registry::EvictReason;
 
 /// Serves until `app.shutdown` is cancelled, then shuts down within bounds:
 /// in-flight requests get the shutdown grace period to finish, then every
 /// upstream session is closed in parallel (each bounded by the same grace).
 pub async fn serve(listener: TcpListener, app: Arc<App>) -> std::io::Result<()> {
     let grace = app.settings.timeouts.shutdown;
+    let background = TaskTracker::new();
+    lifecycle::spawn(&app, &background);
     let server = axum::serve(listener, app.router())
         .with_graceful_shutdown(app.shutdown.clone().cancelled_owned())
         .into_future();
@@ -64,75 +71,5 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) -> std::io::Result<()> 
         "upstream sessions closed"
     );
     app.catalog.close().await;
-    Ok(())
-}
-
-/// Registers (or brings up to date) the gateways declared in the config file.
-/// An unreachable one is stored as unreachable rather than failing start-up.
-pub async fn register_declared_gateways(
-    app: &App,
-    specs: &[GatewaySpec],
-) -> Result<(), catalog::CatalogError> {
-    for spec in specs {
-        let existing = app
-            .catalog
-            .snapshot()
-            .gateways()
-            .iter()
-            .find(|g| g.name == spec.name)
-            .cloned();
-        match existing {
-            Some(g)
-                if g.connection == spec.connection
-                    && g.description == spec.description
-                    && g.tags == spec.tags => {}
-            Some(g) => {
-                let found = upstream::discover(app.registry.connector(), &spec.connection).await;
-                let tools = found.as_ref().ok().map(|f| f.tools.clone());
-                let spec = spec.clone();
-                let (before, after) = app
-                    .catalog
-                    .update_gateway(
-                        &g.id,
-                        move |g| {
-                            g.connection = spec.connection;
-                            g.description = spec.description;
-                            g.tags = spec.tags;
-                            match found {
-                                Ok(f) => {
-                                    g.reachable = true;
-                                    g.capabilities = f.capabilities;
-                                    g.server_info = f.server_info;
-                                    g.protocol_version = Some(f.protocol_version);
-                                    g.last_error = None;
-                                }
-                                Err(e) => {
-                                    g.reachable = false;
-                                    g.last_error = Some(e.to_string());
-                                }
-                            }
-                        },
-                        tools,
-                    )
-                    .await?;
-                if before.connection != after.connection {
-                    app.registry
-                        .evict_gateway(&after.id, EvictReason::GatewayChanged)
-                        .await;
-                }
-                tracing::info!(gateway = %after.id, name = %after.name, "declared gateway updated");
-            }
-            None => {
-                let found = upstream::discover(app.registry.connector(), &spec.connection)
-                    .await
-                    .map_err(|e| e.to_string());
-                if let Err(e) = &found {
-                    tracing::warn!(name = %spec.name, url = %spec.connection.url, error = %e, "declared gateway unreachable; registered without tools");
-                }
-                let g = app.catalog.create_gateway(spec.clone(), found).await?;
-                tracing::info!(gateway = %g.id, name = %g.name, "declared gateway registered");
-            }
-        }
-    }
     Ok(())
 }

@@ -62,6 +62,38 @@ async fn shutdown_signal() {
     }
 }
 
+/// SIGHUP re-reads the config file (flags and env as at start) and applies
+/// its gateways; settings that need a restart (address, database) are
+/// reported, not applied.
+async fn reload_on_sighup(app: std::sync::Arc<App>, args: ServeArgs) {
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; reload unavailable");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading");
+        let fresh = match Settings::load(&args) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused: invalid configuration; keeping the running one");
+                continue;
+            }
+        };
+        if fresh.host != app.settings.host
+            || fresh.port != app.settings.port
+            || fresh.database_url != app.settings.database_url
+        {
+            tracing::warn!("host, port and database_url changes take effect only after a restart");
+        }
+        if let Err(e) = switchyard::lifecycle::reload(&app, &fresh.gateways).await {
+            tracing::error!(error = %e, "reload failed");
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -83,7 +115,7 @@ async fn main() -> anyhow::Result<()> {
     let app = App::new(settings, shutdown.clone())
         .await
         .context("cannot start")?;
-    switchyard::register_declared_gateways(&app, &declared)
+    switchyard::lifecycle::sync_declared_gateways(&app, &declared, false)
         .await
         .context("cannot register the gateways declared in the config file")?;
     tracing::info!(address = %bound, database = %database, "switchyard listening; MCP endpoint http://{bound}/mcp");
@@ -94,6 +126,7 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!("shutdown requested");
         signal.cancel();
     });
+    tokio::spawn(reload_on_sighup(std::sync::Arc::clone(&app), args));
     switchyard::serve(listener, app)
         .await
         .context("server failed")?;

@@ -20,7 +20,11 @@ use futures_util::future::join_all;
 use serde_json::value::RawValue;
 
 use crate::catalog::{Connection, Gateway};
-use crate::upstream::{CloseOutcome, Connector, SessionTask, UpstreamError, UpstreamSession};
+use crate::jsonrpc::code;
+use crate::metrics::Metrics;
+use crate::upstream::{
+    CloseOutcome, Connector, Reply, SessionTask, UpstreamError, UpstreamSession,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -34,9 +38,13 @@ pub enum RegistryError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EvictReason {
     SessionEnded,
+    SessionExpired,
     GatewayChanged,
     GatewayRemoved,
+    GatewayUnreachable,
     TransportError,
+    ProbeFailed,
+    Reload,
     Shutdown,
 }
 
@@ -44,9 +52,13 @@ impl EvictReason {
     pub fn as_str(self) -> &'static str {
         match self {
             EvictReason::SessionEnded => "session_ended",
+            EvictReason::SessionExpired => "session_expired",
             EvictReason::GatewayChanged => "gateway_changed",
             EvictReason::GatewayRemoved => "gateway_removed",
+            EvictReason::GatewayUnreachable => "gateway_unreachable",
             EvictReason::TransportError => "transport_error",
+            EvictReason::ProbeFailed => "probe_failed",
+            EvictReason::Reload => "reload",
             EvictReason::Shutdown => "shutdown",
         }
     }
@@ -97,6 +109,51 @@ pub struct UpstreamSessionRegistry {
     sessions: DashMap<String, Arc<Mutex<Slots>>>,
     connector: Connector,
     grace: Duration,
+    /// Reuse after this much idleness is preceded by a probe.
+    idle_validation: Duration,
+    metrics: Arc<Metrics>,
+}
+
+/// What an idle-validation probe found.
+enum Probe {
+    /// The upstream answered (possibly with a JSON-RPC error: it is alive).
+    Healthy,
+    /// The upstream implements none of the probe methods.
+    Skipped,
+    /// Transport failure or timeout: the session is dead; build a new one.
+    Dead(UpstreamError),
+    /// Something else (e.g. an auth failure): retrying would fail the same way.
+    Refused(UpstreamError),
+}
+
+/// ping first; a server without ping is asked for a list it does support.
+const PROBE_METHODS: [&str; 4] = ["ping", "tools/list", "prompts/list", "resources/list"];
+
+async fn probe(session: &UpstreamSession, limit: Duration) -> Probe {
+    for method in PROBE_METHODS {
+        match tokio::time::timeout(limit, session.request(method, None)).await {
+            Err(_) => return Probe::Dead(UpstreamError::Timeout),
+            Ok(Ok(Reply(Err(error)))) if error_code(&error) == Some(code::METHOD_NOT_FOUND) => {
+                continue
+            }
+            Ok(Ok(Reply(_))) => return Probe::Healthy,
+            Ok(Err(e)) if e.ends_session() || matches!(e, UpstreamError::Timeout) => {
+                return Probe::Dead(e)
+            }
+            Ok(Err(e)) => return Probe::Refused(e),
+        }
+    }
+    Probe::Skipped
+}
+
+fn error_code(error: &RawValue) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct Code {
+        code: i64,
+    }
+    serde_json::from_str::<Code>(error.get())
+        .ok()
+        .map(|c| c.code)
 }
 
 /// A plain map guarded by a std mutex held only for a lookup or insert, never
@@ -106,11 +163,18 @@ fn lock(m: &Mutex<Slots>) -> MutexGuard<'_, Slots> {
 }
 
 impl UpstreamSessionRegistry {
-    pub fn new(connector: Connector, grace: Duration) -> Self {
+    pub fn new(
+        connector: Connector,
+        grace: Duration,
+        idle_validation: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             sessions: DashMap::new(),
             connector,
             grace,
+            idle_validation,
+            metrics,
         }
     }
 
@@ -154,23 +218,50 @@ impl UpstreamSessionRegistry {
             )
         };
         let mut state = slot.lock().await;
+        let mut replaced = None;
         match &mut *state {
             SlotState::Closed => return Err(RegistryError::SessionEnded),
             SlotState::Live(live)
                 if live.session.is_open() && live.connection == gateway.connection =>
             {
-                live.uses += 1;
-                live.last_used = Instant::now();
-                return Ok(live.session.clone());
+                if live.last_used.elapsed() < self.idle_validation {
+                    live.uses += 1;
+                    live.last_used = Instant::now();
+                    self.metrics.acquire("reused");
+                    return Ok(live.session.clone());
+                }
+                let limit = self.connector.request_timeout.min(Duration::from_secs(10));
+                match probe(&live.session, limit).await {
+                    found @ (Probe::Healthy | Probe::Skipped) => {
+                        self.metrics.probe(if matches!(found, Probe::Healthy) {
+                            "healthy"
+                        } else {
+                            "skipped"
+                        });
+                        live.uses += 1;
+                        live.last_used = Instant::now();
+                        self.metrics.acquire("probed");
+                        return Ok(live.session.clone());
+                    }
+                    Probe::Dead(e) => {
+                        self.metrics.probe("failed");
+                        tracing::info!(downstream_session = downstream_sid, gateway = %gateway.id, error = %e, "idle upstream session failed its probe; reconnecting");
+                        replaced = Some(EvictReason::ProbeFailed);
+                    }
+                    Probe::Refused(e) => {
+                        self.metrics.probe("refused");
+                        return Err(RegistryError::Connect(e));
+                    }
+                }
             }
             SlotState::Live(_) | SlotState::Empty => {}
         }
         if let SlotState::Live(stale) = std::mem::replace(&mut *state, SlotState::Empty) {
-            let reason = if stale.session.is_open() {
+            let reason = replaced.unwrap_or(if stale.session.is_open() {
                 EvictReason::GatewayChanged
             } else {
                 EvictReason::TransportError
-            };
+            });
             self.close_in_background(*stale, downstream_sid, reason);
         }
         let (session, task) = UpstreamSession::connect(
@@ -186,6 +277,7 @@ impl UpstreamSessionRegistry {
             upstream_session = session.info().upstream_session_id.as_deref().unwrap_or("-"),
             "upstream session created"
         );
+        self.metrics.acquire("created");
         let now = Instant::now();
         *state = SlotState::Live(Box::new(Live {
             session: session.clone(),
@@ -220,6 +312,7 @@ impl UpstreamSessionRegistry {
                     downstream_sid,
                     EvictReason::TransportError,
                     self.grace,
+                    &self.metrics,
                 )
                 .await;
             }
@@ -228,7 +321,7 @@ impl UpstreamSessionRegistry {
 
     /// Ends every upstream session of a downstream session; later acquires for
     /// it fail. Returns how many were closed.
-    pub async fn evict_session(&self, downstream_sid: &str) -> usize {
+    pub async fn evict_session(&self, downstream_sid: &str, reason: EvictReason) -> usize {
         let Some((_, slots)) = self.sessions.remove(downstream_sid) else {
             return 0;
         };
@@ -239,10 +332,7 @@ impl UpstreamSessionRegistry {
         };
         let closing = taken.into_iter().map(|(_, slot)| {
             let sid = downstream_sid.to_owned();
-            async move {
-                self.close_slot(&slot, &sid, EvictReason::SessionEnded, true)
-                    .await
-            }
+            async move { self.close_slot(&slot, &sid, reason, true).await }
         });
         join_all(closing)
             .await
@@ -273,8 +363,42 @@ impl UpstreamSessionRegistry {
     /// Ends everything, in parallel, each session bounded by the grace period.
     pub async fn close_all(&self) -> usize {
         let sids: Vec<String> = self.sessions.iter().map(|e| e.key().clone()).collect();
-        let closing = sids.iter().map(|sid| self.evict_session(sid));
+        let closing = sids
+            .iter()
+            .map(|sid| self.evict_session(sid, EvictReason::Shutdown));
         join_all(closing).await.into_iter().sum()
+    }
+
+    /// Closes every upstream session but keeps the downstream sessions open:
+    /// their next calls connect afresh (used on reload, when credentials,
+    /// TLS material or gateway definitions may have changed).
+    pub async fn close_all_upstreams(&self, reason: EvictReason) -> usize {
+        let mut taken: Vec<(String, Arc<Slot>)> = Vec::new();
+        for entry in self.sessions.iter() {
+            let mut slots = lock(entry.value());
+            taken.extend(
+                slots
+                    .map
+                    .drain()
+                    .map(|(_, slot)| (entry.key().clone(), slot)),
+            );
+        }
+        let closing = taken
+            .iter()
+            .map(|(sid, slot)| async move { self.close_slot(slot, sid, reason, false).await });
+        join_all(closing)
+            .await
+            .into_iter()
+            .filter(|closed| *closed)
+            .count()
+    }
+
+    /// Live upstream sessions right now (for the metrics gauge).
+    pub fn live_count(&self) -> usize {
+        self.sessions
+            .iter()
+            .map(|e| lock(e.value()).map.len())
+            .sum()
     }
 
     /// Takes the slot's live session (waiting for an in-flight connect to
@@ -290,7 +414,7 @@ impl UpstreamSessionRegistry {
         match std::mem::replace(&mut *state, next) {
             SlotState::Live(live) => {
                 drop(state);
-                close_live(*live, sid, reason, self.grace).await;
+                close_live(*live, sid, reason, self.grace, &self.metrics).await;
                 true
             }
             SlotState::Empty | SlotState::Closed => false,
@@ -300,7 +424,8 @@ impl UpstreamSessionRegistry {
     fn close_in_background(&self, live: Live, sid: &str, reason: EvictReason) {
         let sid = sid.to_owned();
         let grace = self.grace;
-        tokio::spawn(async move { close_live(live, &sid, reason, grace).await });
+        let metrics = Arc::clone(&self.metrics);
+        tokio::spawn(async move { close_live(live, &sid, reason, grace, &metrics).await });
     }
 
     /// Number of downstream sessions known to the registry.
@@ -341,7 +466,14 @@ impl UpstreamSessionRegistry {
     }
 }
 
-async fn close_live(live: Live, sid: &str, reason: EvictReason, grace: Duration) {
+async fn close_live(
+    live: Live,
+    sid: &str,
+    reason: EvictReason,
+    grace: Duration,
+    metrics: &Metrics,
+) {
+    metrics.evicted(reason.as_str(), 1);
     let gateway = live.session.info().gateway_id.clone();
     drop(live.session);
     match live.task.close(grace).await {

@@ -5,16 +5,21 @@
 //! [`RouteError::code`] is the one place a JSON-RPC error code is chosen.
 
 use std::sync::Arc;
+use std::time::Instant;
+
+use reqwest::header::HeaderMap;
 
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tracing::Instrument;
 
 use crate::app::App;
+use crate::catalog::Scope;
 use crate::downstream::session::DownstreamSession;
 use crate::jsonrpc::{self, code, Request};
 use crate::registry::RegistryError;
-use crate::upstream::{Reply, UpstreamError};
+use crate::trace::TraceContext;
+use crate::upstream::{self, Reply, UpstreamError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
@@ -30,6 +35,10 @@ pub enum RouteError {
     AlreadyInitialized,
     #[error("session ended")]
     SessionEnded,
+    #[error(
+        "gateway {gateway} is unreachable ({last_error}); calls fail until a health check succeeds"
+    )]
+    GatewayDown { gateway: String, last_error: String },
     #[error("gateway {gateway}: {source}")]
     Upstream {
         gateway: String,
@@ -48,6 +57,7 @@ impl RouteError {
             }
             RouteError::AlreadyInitialized => code::INVALID_REQUEST,
             RouteError::ScopeGone | RouteError::SessionEnded => code::INVALID_REQUEST,
+            RouteError::GatewayDown { .. } => code::UPSTREAM_UNAVAILABLE,
             RouteError::Upstream { source, .. } => match source {
                 UpstreamError::Timeout => code::UPSTREAM_TIMEOUT,
                 UpstreamError::SessionExpired => code::UPSTREAM_SESSION_EXPIRED,
@@ -72,18 +82,61 @@ pub fn implements(method: &str) -> bool {
     IMPLEMENTED.contains(&method)
 }
 
-/// Answers one request; the returned string is the whole JSON-RPC response.
-pub async fn handle(app: &App, session: &Arc<DownstreamSession>, req: Request) -> String {
-    let span = tracing::debug_span!("rpc", session = %session.id, method = %req.method);
-    dispatch(app, session, req).instrument(span).await
+/// Per-request facts from the HTTP layer that routing needs.
+#[derive(Clone, Debug, Default)]
+pub struct RequestContext {
+    pub trace: Option<TraceContext>,
 }
 
-async fn dispatch(app: &App, session: &Arc<DownstreamSession>, req: Request) -> String {
+/// How a routed call reaches its upstream.
+pub enum Via<'a> {
+    /// The downstream session's own upstream session, from the registry.
+    Session(&'a DownstreamSession),
+    /// A session opened for this call alone (no downstream session: `/rpc`).
+    PerCall,
+}
+
+/// Answers one request; the returned string is the whole JSON-RPC response.
+pub async fn handle(
+    app: &App,
+    session: &Arc<DownstreamSession>,
+    req: Request,
+    ctx: &RequestContext,
+) -> String {
+    let span = tracing::debug_span!("rpc", session = %session.id, method = %req.method);
+    dispatch(app, &session.scope, Via::Session(session), req, ctx)
+        .instrument(span)
+        .await
+}
+
+/// Answers one request arriving without a session (`POST /rpc`).
+pub async fn handle_sessionless(app: &App, req: Request, ctx: &RequestContext) -> String {
+    let span = tracing::debug_span!("rpc", session = "-", method = %req.method);
+    dispatch(app, &Scope::All, Via::PerCall, req, ctx)
+        .instrument(span)
+        .await
+}
+
+async fn dispatch(
+    app: &App,
+    scope: &Scope,
+    via: Via<'_>,
+    req: Request,
+    ctx: &RequestContext,
+) -> String {
     let outcome = match req.method.as_str() {
         "ping" => Ok(empty_result()),
         "initialize" => Err(RouteError::AlreadyInitialized),
-        "tools/list" => tools_list(app, session),
-        "tools/call" => return tools_call(app, session, &req).await,
+        "tools/list" => tools_list(app, scope),
+        "tools/call" => match call_tool(app, scope, via, req.params.as_deref(), ctx).await {
+            Ok(Reply(Ok(result))) => Ok(result),
+            // Upstream JSON-RPC errors reach the client exactly as sent.
+            Ok(Reply(Err(error))) => return jsonrpc::error_body_raw(Some(&req.id), error.get()),
+            Err(e) => {
+                tracing::info!(error = %e, "tools/call failed");
+                Err(e)
+            }
+        },
         _ => Err(RouteError::MethodNotFound {
             method: req.method.clone(),
         }),
@@ -98,31 +151,23 @@ fn empty_result() -> Box<RawValue> {
     jsonrpc::raw("{}".to_owned())
 }
 
-fn tools_list(app: &App, session: &DownstreamSession) -> Result<Box<RawValue>, RouteError> {
+fn tools_list(app: &App, scope: &Scope) -> Result<Box<RawValue>, RouteError> {
     let snap = app.catalog.snapshot();
-    let scope = snap.scope(&session.scope).ok_or(RouteError::ScopeGone)?;
+    let view = snap.scope(scope).ok_or(RouteError::ScopeGone)?;
     // All tools in one page: the catalog holds them in memory already.
-    Ok(scope.tools_list().to_owned())
+    Ok(view.tools_list().to_owned())
 }
 
-async fn tools_call(app: &App, session: &Arc<DownstreamSession>, req: &Request) -> String {
-    match route_tool_call(app, session, req).await {
-        Ok(Reply(Ok(result))) => jsonrpc::result_body(&req.id, &result),
-        // Upstream JSON-RPC errors reach the client exactly as sent.
-        Ok(Reply(Err(error))) => jsonrpc::error_body_raw(Some(&req.id), error.get()),
-        Err(e) => {
-            tracing::info!(error = %e, "tools/call failed");
-            e.into_body(&req.id)
-        }
-    }
-}
-
-async fn route_tool_call(
+/// Routes `tools/call` to the gateway that owns the exposed name, under the
+/// tool's original name.
+pub async fn call_tool(
     app: &App,
-    session: &Arc<DownstreamSession>,
-    req: &Request,
+    scope: &Scope,
+    via: Via<'_>,
+    params: Option<&RawValue>,
+    ctx: &RequestContext,
 ) -> Result<Reply, RouteError> {
-    let mut params: Map<String, Value> = match req.params.as_deref() {
+    let mut params: Map<String, Value> = match params {
         Some(p) => serde_json::from_str(p.get()).map_err(|_| RouteError::InvalidParams {
             reason: "tools/call params must be an object".into(),
         })?,
@@ -141,32 +186,65 @@ async fn route_tool_call(
         }
     };
     let snap = app.catalog.snapshot();
-    let scope = snap.scope(&session.scope).ok_or(RouteError::ScopeGone)?;
-    let tool = scope.tool(&name).ok_or(RouteError::UnknownTool { name })?;
-    params.insert("name".to_owned(), Value::String(tool.original_name.clone()));
-    let upstream_params = jsonrpc::to_raw(&params);
+    let view = snap.scope(scope).ok_or(RouteError::ScopeGone)?;
+    let tool = view.tool(&name).ok_or(RouteError::UnknownTool { name })?;
     let gateway = &tool.gateway;
-    let upstream = app
-        .registry
-        .acquire(&session.id, gateway, &app.upstream_init_params)
-        .await
-        .map_err(|e| match e {
-            RegistryError::SessionEnded => RouteError::SessionEnded,
-            RegistryError::Connect(source) => RouteError::Upstream {
-                gateway: gateway.name.clone(),
-                source,
-            },
-        })?;
-    match upstream.request("tools/call", Some(upstream_params)).await {
-        Ok(reply) => Ok(reply),
-        Err(source) => {
-            if source.ends_session() {
-                app.registry.discard(&session.id, &upstream).await;
-            }
-            Err(RouteError::Upstream {
-                gateway: gateway.name.clone(),
-                source,
-            })
-        }
+    if !gateway.reachable {
+        return Err(RouteError::GatewayDown {
+            gateway: gateway.name.clone(),
+            last_error: gateway
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "no successful health check yet".into()),
+        });
     }
+    params.insert("name".to_owned(), Value::String(tool.original_name.clone()));
+    let headers = match &ctx.trace {
+        Some(t) => {
+            t.annotate(&mut params);
+            t.headers()
+        }
+        None => HeaderMap::new(),
+    };
+    let upstream_params = jsonrpc::to_raw(&params);
+    let upstream_error = |source| RouteError::Upstream {
+        gateway: gateway.name.clone(),
+        source,
+    };
+    let started = Instant::now();
+    let result = match via {
+        Via::PerCall => upstream::call_once(
+            app.registry.connector(),
+            &gateway.connection,
+            "tools/call",
+            Some(upstream_params),
+        )
+        .await
+        .map_err(upstream_error),
+        Via::Session(session) => {
+            let upstream = app
+                .registry
+                .acquire(&session.id, gateway, &app.upstream_init_params)
+                .await
+                .map_err(|e| match e {
+                    RegistryError::SessionEnded => RouteError::SessionEnded,
+                    RegistryError::Connect(source) => upstream_error(source),
+                })?;
+            match upstream
+                .request_with_headers("tools/call", Some(upstream_params), headers)
+                .await
+            {
+                Ok(reply) => Ok(reply),
+                Err(source) => {
+                    if source.ends_session() {
+                        app.registry.discard(&session.id, &upstream).await;
+                    }
+                    Err(upstream_error(source))
+                }
+            }
+        }
+    };
+    app.metrics
+        .upstream_latency(&gateway.id, started.elapsed().as_secs_f64());
+    result
 }

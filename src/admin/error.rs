@@ -23,6 +23,8 @@ pub enum ApiError {
         #[source]
         source: UpstreamError,
     },
+    #[error("the upstream MCP server answered with an error: {error}")]
+    UpstreamRejected { error: String },
     #[error("internal error")]
     Internal { detail: String },
 }
@@ -67,7 +69,7 @@ impl IntoResponse for ApiError {
                     json!({ "detail": [{ "loc": loc, "msg": reason, "type": "value_error" }] }),
                 )
             }
-            ApiError::Unreachable { .. } => (
+            ApiError::Unreachable { .. } | ApiError::UpstreamRejected { .. } => (
                 StatusCode::BAD_GATEWAY,
                 json!({ "detail": self.to_string() }),
             ),

@@ -7,6 +7,7 @@
 mod error;
 mod gateways;
 mod servers;
+mod sessions;
 mod tools;
 
 use std::sync::Arc;
@@ -25,7 +26,8 @@ pub fn routes() -> Router<Arc<App>> {
     let api = Router::new()
         .merge(gateways::routes())
         .merge(tools::routes())
-        .merge(servers::routes());
+        .merge(servers::routes())
+        .merge(sessions::routes());
     Router::new()
         .route("/health", get(health))
         .route("/version", get(version))

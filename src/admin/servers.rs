@@ -177,7 +177,7 @@ async fn remove(
         .filter(|sid| app.sessions.get(sid).is_some_and(|s| s.scope == scope))
         .collect();
     for sid in doomed {
-        downstream::end_session(&app, &sid).await;
+        downstream::end_session(&app, &sid, crate::registry::EvictReason::SessionEnded).await;
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -2,19 +2,85 @@
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::ApiError;
+use super::{parse_body, ApiError};
 use crate::app::App;
 use crate::catalog::Tool;
+use crate::upstream::{self, Reply};
 
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/tools", get(list))
         .route("/tools/{id}", get(read))
+        .route("/tools/{id}/invoke", post(invoke))
+}
+
+/// Calls one tool on a session of its own (initialize → call → close); the
+/// body is the arguments object, bare or as `{"arguments": {...}}`. Answers
+/// the upstream's `CallToolResult` as is; an upstream JSON-RPC error is 502.
+async fn invoke(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let tool = app
+        .catalog
+        .snapshot()
+        .tool_by_id(&id)
+        .cloned()
+        .ok_or_else(|| ApiError::NotFound {
+            what: format!("tool {id}"),
+        })?;
+    let args: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        parse_body(&body)?
+    };
+    let args = match args {
+        Value::Object(mut m)
+            if m.len() == 1 && m.get("arguments").is_some_and(Value::is_object) =>
+        {
+            m.remove("arguments").unwrap_or_else(|| json!({}))
+        }
+        Value::Object(m) => Value::Object(m),
+        _ => {
+            return Err(ApiError::Invalid {
+                path: "arguments".into(),
+                reason: "must be an object".into(),
+            })
+        }
+    };
+    if !tool.gateway.enabled {
+        return Err(ApiError::NotFound {
+            what: format!("tool {id} (its gateway is disabled)"),
+        });
+    }
+    let params = crate::jsonrpc::to_raw(&json!({"name": tool.original_name, "arguments": args}));
+    let Reply(outcome) = upstream::call_once(
+        app.registry.connector(),
+        &tool.gateway.connection,
+        "tools/call",
+        Some(params),
+    )
+    .await
+    .map_err(|source| ApiError::Unreachable { source })?;
+    match outcome {
+        Ok(result) => {
+            serde_json::from_str(result.get())
+                .map(Json)
+                .map_err(|e| ApiError::Internal {
+                    detail: format!("upstream result: {e}"),
+                })
+        }
+        Err(error) => Err(ApiError::UpstreamRejected {
+            error: error.get().to_owned(),
+        }),
+    }
 }
 
 pub fn tool_json(t: &Tool) -> Value {

@@ -230,6 +230,7 @@ impl Catalog {
             updated_at: now,
             last_seen: None,
             last_error: None,
+            declared: spec.declared,
         };
         let tools = match found {
             Ok(f) => {
@@ -299,6 +300,34 @@ impl Catalog {
                 id: id.to_owned(),
             })?;
         Ok((before, after))
+    }
+
+    /// Records a health-check result without touching `updated_at`.
+    pub async fn record_health(
+        &self,
+        id: &str,
+        edit: impl FnOnce(&mut Gateway),
+    ) -> Result<Arc<Gateway>, CatalogError> {
+        let _w = self.write.lock().await;
+        let before =
+            self.snapshot()
+                .gateway(id)
+                .cloned()
+                .ok_or_else(|| CatalogError::NotFound {
+                    kind: "gateway",
+                    id: id.to_owned(),
+                })?;
+        let mut after = (*before).clone();
+        edit(&mut after);
+        self.store.save_gateway(&after, None).await?;
+        self.reload().await?;
+        self.snapshot()
+            .gateway(id)
+            .cloned()
+            .ok_or_else(|| CatalogError::NotFound {
+                kind: "gateway",
+                id: id.to_owned(),
+            })
     }
 
     pub async fn delete_gateway(&self, id: &str) -> Result<Arc<Gateway>, CatalogError> {

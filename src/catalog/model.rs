@@ -71,6 +71,8 @@ pub struct GatewaySpec {
     pub connection: Connection,
     pub description: Option<String>,
     pub tags: Vec<String>,
+    /// Declared in the config file (kept in step with it on reload).
+    pub declared: bool,
 }
 
 impl GatewaySpec {
@@ -90,6 +92,7 @@ impl GatewaySpec {
             connection: Connection { url, transport },
             description,
             tags,
+            declared: false,
         })
     }
 }
@@ -177,6 +180,7 @@ pub struct Gateway {
     pub updated_at: DateTime<Utc>,
     pub last_seen: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    pub declared: bool,
 }
 
 /// A tool as the catalog exposes it.

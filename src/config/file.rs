@@ -18,6 +18,12 @@ pub struct FileConfig {
     pub upstream_timeout: Option<f64>,
     pub shutdown_timeout: Option<f64>,
     pub tool_name_separator: Option<String>,
+    pub session_idle_timeout: Option<f64>,
+    pub upstream_idle_validation: Option<f64>,
+    pub health_check_interval: Option<f64>,
+    pub health_failure_threshold: Option<u32>,
+    pub allowed_origins: Option<Vec<String>>,
+    pub allowed_hosts: Option<Vec<String>>,
     #[serde(default)]
     pub gateways: Vec<FileGateway>,
 }

@@ -28,6 +28,30 @@ pub struct Settings {
     pub timeouts: Timeouts,
     /// Joins a gateway's slug and a tool's name into the exposed tool name.
     pub tool_name_separator: String,
+    pub lifecycle: Lifecycle,
+    pub security: Security,
+}
+
+/// Who may reach the MCP endpoints from a browser.
+#[derive(Clone, Debug, Default)]
+pub struct Security {
+    /// Accepted `Origin` values; empty means loopback origins only.
+    pub allowed_origins: Vec<String>,
+    /// Extra `Host` names accepted while bound to loopback.
+    pub allowed_hosts: Vec<String>,
+}
+
+/// When sessions are checked, expired and gateways probed.
+#[derive(Clone, Debug)]
+pub struct Lifecycle {
+    /// A downstream session idle this long is ended as if DELETEd.
+    pub session_idle_timeout: Duration,
+    /// An upstream session idle this long is probed before reuse.
+    pub upstream_idle_validation: Duration,
+    /// How often every enabled gateway is health-checked.
+    pub health_check_interval: Duration,
+    /// Consecutive failed checks after which a gateway is marked unreachable.
+    pub health_failure_threshold: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -103,6 +127,24 @@ pub struct ServeArgs {
     /// Separator between a gateway's slug and a tool's name in exposed names [default: "-"].
     #[arg(long, env = "SWITCHYARD_TOOL_NAME_SEPARATOR")]
     pub tool_name_separator: Option<String>,
+    /// Seconds a downstream session may stay idle before it is ended [default: 1800].
+    #[arg(long, env = "SWITCHYARD_SESSION_IDLE_TIMEOUT")]
+    pub session_idle_timeout: Option<f64>,
+    /// Seconds an upstream session may stay idle before it is probed (ping) on reuse [default: 60].
+    #[arg(long, env = "SWITCHYARD_UPSTREAM_IDLE_VALIDATION")]
+    pub upstream_idle_validation: Option<f64>,
+    /// Seconds between health checks of every enabled gateway [default: 60].
+    #[arg(long, env = "SWITCHYARD_HEALTH_CHECK_INTERVAL")]
+    pub health_check_interval: Option<f64>,
+    /// Origins allowed on the MCP endpoints, comma-separated ("*" for any). Default: loopback origins only.
+    #[arg(long, env = "SWITCHYARD_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
+    /// Extra Host names accepted while bound to loopback (DNS-rebinding protection), comma-separated.
+    #[arg(long, env = "SWITCHYARD_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Failed health checks in a row before a gateway is marked unreachable [default: 3].
+    #[arg(long, env = "SWITCHYARD_HEALTH_FAILURE_THRESHOLD")]
+    pub health_failure_threshold: Option<u32>,
 }
 
 impl Settings {
@@ -134,6 +176,37 @@ impl Settings {
                 .or(file.shutdown_timeout)
                 .unwrap_or(5.0),
         )?;
+        let lifecycle = Lifecycle {
+            session_idle_timeout: secs(
+                "session_idle_timeout",
+                args.session_idle_timeout
+                    .or(file.session_idle_timeout)
+                    .unwrap_or(1800.0),
+            )?,
+            upstream_idle_validation: secs(
+                "upstream_idle_validation",
+                args.upstream_idle_validation
+                    .or(file.upstream_idle_validation)
+                    .unwrap_or(60.0),
+            )?,
+            health_check_interval: secs(
+                "health_check_interval",
+                args.health_check_interval
+                    .or(file.health_check_interval)
+                    .unwrap_or(60.0),
+            )?,
+            health_failure_threshold: args
+                .health_failure_threshold
+                .or(file.health_failure_threshold)
+                .unwrap_or(3)
+                .max(1),
+        };
+        if lifecycle.health_check_interval < Duration::from_millis(10) {
+            return Err(ConfigError::Invalid {
+                field: "health_check_interval".into(),
+                reason: "must be at least 0.01 seconds".into(),
+            });
+        }
         let separator = args
             .tool_name_separator
             .clone()
@@ -195,6 +268,11 @@ impl Settings {
                 shutdown,
             },
             tool_name_separator: separator,
+            lifecycle,
+            security: Security {
+                allowed_origins: clean_list(args.allowed_origins.clone().or(file.allowed_origins)),
+                allowed_hosts: clean_list(args.allowed_hosts.clone().or(file.allowed_hosts)),
+            },
         })
     }
 
@@ -209,6 +287,14 @@ impl Settings {
         Settings::merge(&args, FileConfig::default())
             .unwrap_or_else(|e| panic!("default settings invalid: {e}"))
     }
+}
+
+fn clean_list(v: Option<Vec<String>>) -> Vec<String> {
+    v.unwrap_or_default()
+        .into_iter()
+        .map(|s| s.trim().trim_end_matches('/').to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 impl FileConfig {
@@ -231,14 +317,16 @@ impl FileGateway {
             Some(t) => Transport::parse(t)
                 .ok_or_else(|| ("transport".to_owned(), format!("unknown transport {t:?}")))?,
         };
-        GatewaySpec::new(
+        let mut spec = GatewaySpec::new(
             self.name,
             self.url,
             transport,
             self.description,
             self.tags.unwrap_or_default(),
         )
-        .map_err(|e| (e.field.to_owned(), e.reason))
+        .map_err(|e| (e.field.to_owned(), e.reason))?;
+        spec.declared = true;
+        Ok(spec)
     }
 }
 

@@ -4,6 +4,8 @@
 //! This layer owns HTTP concerns only — status codes, headers, JSON vs SSE
 //! framing, session lookup. What a method does is `router`'s business.
 
+mod guard;
+mod rpc;
 pub mod session;
 
 use std::convert::Infallible;
@@ -25,7 +27,9 @@ use crate::app::App;
 use crate::catalog::Scope;
 use crate::jsonrpc::{self, code, Message, Parsed};
 use crate::mcp;
+use crate::registry::EvictReason;
 use crate::sse;
+use crate::trace::TraceContext;
 use session::DownstreamSession;
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -33,7 +37,8 @@ const VERSION_HEADER: &str = "mcp-protocol-version";
 /// Comment lines on idle GET streams keep proxies from timing them out.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
-pub fn routes() -> Router<Arc<App>> {
+/// The MCP endpoints, behind DNS-rebinding protection.
+pub fn routes(app: &Arc<App>) -> Router<Arc<App>> {
     Router::new()
         .route("/mcp", post(post_all).get(get_all).delete(delete_all))
         .route("/mcp/", post(post_all).get(get_all).delete(delete_all))
@@ -45,6 +50,11 @@ pub fn routes() -> Router<Arc<App>> {
             "/servers/{id}/mcp/",
             post(post_server).get(get_server).delete(delete_server),
         )
+        .route("/rpc", post(rpc::post))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(app),
+            guard::check,
+        ))
 }
 
 async fn post_all(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
@@ -83,12 +93,12 @@ async fn delete_server(
 /// [`HttpError::code`] are the only places those are chosen; the body is a
 /// JSON-RPC error without an id (spec: an HTTP error MAY carry one).
 #[derive(Debug, thiserror::Error)]
-enum HttpError {
+pub(crate) enum HttpError {
     #[error("Content-Type must be application/json, not {content_type:?}")]
     UnsupportedMediaType { content_type: String },
     #[error("request body exceeds the {limit}-byte limit")]
     TooLarge { limit: usize },
-    #[error("JSON-RPC batches are not supported; send one message per POST")]
+    #[error("JSON-RPC batches are only accepted on 2025-03-26 sessions (later revisions removed them); send one message per POST")]
     Batch,
     #[error("unsupported MCP-Protocol-Version {got:?}; supported: {}", mcp::DOWNSTREAM_VERSIONS.join(", "))]
     BadVersion { got: String },
@@ -192,7 +202,11 @@ fn respond(framing: Framing, body: String) -> Response {
 }
 
 /// Reads the body up to the configured limit; larger gets 413 before parsing.
-async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<Bytes, HttpError> {
+pub(crate) async fn read_body(
+    app: &App,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, HttpError> {
     let limit = app.settings.limits.max_body_bytes;
     let too_large = || HttpError::TooLarge { limit };
     let declared = headers
@@ -207,7 +221,7 @@ async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<Bytes, 
         .map_err(|_| too_large())
 }
 
-fn check_content_type(headers: &HeaderMap) -> Result<(), HttpError> {
+pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), HttpError> {
     match headers
         .get(CONTENT_TYPE)
         .map(|v| v.to_str().unwrap_or("<invalid>"))
@@ -258,7 +272,7 @@ async fn handle_post(app: &App, scope: Scope, headers: &HeaderMap, body: Body) -
     };
     let message = match jsonrpc::parse(&bytes) {
         Ok(Parsed::Single(m)) => m,
-        Ok(Parsed::Batch(_)) => return HttpError::Batch.into_response(),
+        Ok(Parsed::Batch(items)) => return handle_batch(app, &scope, headers, items).await,
         Err(e) => {
             let body = jsonrpc::error_body(e.id(), e.code(), &e.to_string(), None);
             return (
@@ -299,7 +313,10 @@ async fn handle_post(app: &App, scope: Scope, headers: &HeaderMap, body: Body) -
     session.touch();
     match message {
         Message::Request(req) => {
-            let body = crate::router::handle(app, &session, req).await;
+            let ctx = crate::router::RequestContext {
+                trace: TraceContext::from_headers(headers),
+            };
+            let body = crate::router::handle(app, &session, req, &ctx).await;
             respond(framing, body)
         }
         Message::Notification(n) => {
@@ -313,6 +330,77 @@ async fn handle_post(app: &App, scope: Scope, headers: &HeaderMap, body: Body) -
         // We send no requests to clients yet, so a response answers nothing.
         Message::Response(_) => StatusCode::ACCEPTED.into_response(),
     }
+}
+
+/// A 2025-03-26 batch: each message handled as if POSTed alone (requests
+/// concurrently), the responses returned together in request order. The
+/// 2025-03-26 spec forbids `initialize` inside a batch, and later revisions
+/// removed batches, so other sessions are refused.
+async fn handle_batch(
+    app: &App,
+    scope: &Scope,
+    headers: &HeaderMap,
+    items: Vec<Box<RawValue>>,
+) -> Response {
+    if items.is_empty() {
+        let body = jsonrpc::error_body(None, code::INVALID_REQUEST, "empty batch", None);
+        return (
+            StatusCode::BAD_REQUEST,
+            [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            body,
+        )
+            .into_response();
+    }
+    let session = match find_session(app, scope, headers) {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    if session.protocol_version != "2025-03-26" {
+        return HttpError::Batch.into_response();
+    }
+    session.touch();
+    let ctx = crate::router::RequestContext {
+        trace: TraceContext::from_headers(headers),
+    };
+    let answers = items.into_iter().map(|item| {
+        let session = Arc::clone(&session);
+        let ctx = &ctx;
+        async move {
+            match jsonrpc::parse_one(item.get().as_bytes()) {
+                Ok(Message::Request(req)) if req.method == "initialize" => {
+                    Some(jsonrpc::error_body(
+                        Some(&req.id),
+                        code::INVALID_REQUEST,
+                        "initialize must not be part of a batch",
+                        None,
+                    ))
+                }
+                Ok(Message::Request(req)) => {
+                    Some(crate::router::handle(app, &session, req, ctx).await)
+                }
+                Ok(Message::Notification(n)) => {
+                    if n.method == "notifications/initialized" {
+                        session
+                            .initialized
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    None
+                }
+                Ok(Message::Response(_)) => None,
+                Err(e) => Some(jsonrpc::error_body(e.id(), e.code(), &e.to_string(), None)),
+            }
+        }
+    });
+    let bodies: Vec<String> = futures_util::future::join_all(answers)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    if bodies.is_empty() {
+        return StatusCode::ACCEPTED.into_response();
+    }
+    let body = format!("[{}]", bodies.join(","));
+    respond(framing(headers), body)
 }
 
 fn initialize(
@@ -397,15 +485,24 @@ fn handle_get(app: &App, scope: Scope, headers: &HeaderMap) -> Response {
     // and ends when the session ends or the gateway shuts down.
     let ended = session.ended.clone();
     let shutdown = app.shutdown.clone();
+    let alive = Arc::clone(&session);
     let first =
         stream::once(async { Ok::<_, Infallible>(Bytes::from_static(b": stream open\n\n")) });
-    let ticks = stream::unfold((ended, shutdown), |(ended, shutdown)| async move {
-        tokio::select! {
-            _ = ended.cancelled() => None,
-            _ = shutdown.cancelled() => None,
-            _ = tokio::time::sleep(KEEPALIVE) => Some((Ok::<_, Infallible>(Bytes::from_static(b": keep-alive\n\n")), (ended, shutdown))),
-        }
-    });
+    // An open stream is a session in use: each keep-alive counts as activity
+    // for idle expiry.
+    let ticks = stream::unfold(
+        (ended, shutdown, alive),
+        |(ended, shutdown, alive)| async move {
+            tokio::select! {
+                _ = ended.cancelled() => None,
+                _ = shutdown.cancelled() => None,
+                _ = tokio::time::sleep(KEEPALIVE) => {
+                    alive.touch();
+                    Some((Ok::<_, Infallible>(Bytes::from_static(b": keep-alive\n\n")), (ended, shutdown, alive)))
+                }
+            }
+        },
+    );
     let body = Body::from_stream(futures_util::StreamExt::chain(first, ticks));
     (
         [
@@ -425,17 +522,17 @@ async fn handle_delete(app: &App, scope: Scope, headers: &HeaderMap) -> Response
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
-    end_session(app, &session.id).await;
+    end_session(app, &session.id, EvictReason::SessionEnded).await;
     StatusCode::OK.into_response()
 }
 
 /// Ends a downstream session: the id is gone at once (later use gets 404),
 /// then its upstream sessions close, bounded by the shutdown grace.
-pub async fn end_session(app: &App, id: &str) -> bool {
+pub async fn end_session(app: &App, id: &str, reason: EvictReason) -> bool {
     let Some(session) = app.sessions.remove(id) else {
         return false;
     };
-    let closed = app.registry.evict_session(&session.id).await;
-    tracing::info!(session = %session.id, upstream_sessions_closed = closed, "downstream session ended");
+    let closed = app.registry.evict_session(&session.id, reason).await;
+    tracing::info!(session = %session.id, reason = reason.as_str(), upstream_sessions_closed = closed, "downstream session ended");
     true
 }

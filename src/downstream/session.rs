@@ -95,6 +95,19 @@ impl SessionStore {
         self.map.is_empty()
     }
 
+    /// Ids of sessions idle for longer than `limit`.
+    pub fn idle_longer_than(&self, limit: std::time::Duration) -> Vec<String> {
+        self.map
+            .iter()
+            .filter(|e| e.value().idle_for() > limit)
+            .map(|e| e.key().clone())
+            .collect()
+    }
+
+    pub fn all(&self) -> Vec<Arc<DownstreamSession>> {
+        self.map.iter().map(|e| Arc::clone(e.value())).collect()
+    }
+
     pub fn ids(&self) -> Vec<String> {
         self.map.iter().map(|e| e.key().clone()).collect()
     }

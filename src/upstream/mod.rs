@@ -138,3 +138,29 @@ async fn list_tools(session: &UpstreamSession) -> Result<Vec<Value>, UpstreamErr
         reason: format!("tools/list did not end after {MAX_PAGES} pages"),
     })
 }
+
+/// One call on a session of its own: initialize, the request, close. For
+/// callers without a downstream session (`/rpc`, `/tools/{id}/invoke`); the
+/// registry never sees it.
+pub async fn call_once(
+    connector: &Connector,
+    connection: &Connection,
+    method: &str,
+    params: Option<Box<RawValue>>,
+) -> Result<Reply, UpstreamError> {
+    let (session, task) =
+        UpstreamSession::connect(connector, "(per-call)", connection, &initialize_params()).await?;
+    let result = session.request(method, params).await;
+    drop(session);
+    task.close(connector.close_timeout).await;
+    result
+}
+
+/// A health check: can a session be opened (initialize) and closed?
+pub async fn check(connector: &Connector, connection: &Connection) -> Result<(), UpstreamError> {
+    let (session, task) =
+        UpstreamSession::connect(connector, "(health)", connection, &initialize_params()).await?;
+    drop(session);
+    task.close(connector.close_timeout).await;
+    Ok(())
+}

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use reqwest::header::HeaderMap;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -36,6 +37,8 @@ enum Command {
     Request {
         method: String,
         params: Option<Box<RawValue>>,
+        /// Added to this one POST only (e.g. `traceparent`), never to the session.
+        headers: HeaderMap,
         reply: oneshot::Sender<Result<Reply, UpstreamError>>,
     },
 }
@@ -157,10 +160,22 @@ impl UpstreamSession {
         method: &str,
         params: Option<Box<RawValue>>,
     ) -> Result<Reply, UpstreamError> {
+        self.request_with_headers(method, params, HeaderMap::new())
+            .await
+    }
+
+    /// Like [`request`](Self::request), with headers for this request alone.
+    pub async fn request_with_headers(
+        &self,
+        method: &str,
+        params: Option<Box<RawValue>>,
+        headers: HeaderMap,
+    ) -> Result<Reply, UpstreamError> {
         let (reply, answer) = oneshot::channel();
         let cmd = Command::Request {
             method: method.to_owned(),
             params,
+            headers,
             reply,
         };
         self.commands
@@ -215,12 +230,14 @@ impl Owner {
                     }
                 }
                 cmd = self.commands.recv() => match cmd {
-                    Some(Command::Request { method, params, reply }) => {
+                    Some(Command::Request { method, params, headers, reply }) => {
                         let id = self.next_id;
                         self.next_id += 1;
+                        let mut endpoint = self.endpoint.clone();
+                        endpoint.headers.extend(headers);
                         inflight.spawn(send_request(
                             self.connector.clone(),
-                            self.endpoint.clone(),
+                            endpoint,
                             id,
                             jsonrpc::request_body(id, &method, params.as_deref()),
                             reply,
@@ -281,4 +298,36 @@ async fn send_request(
     // The caller may have gone away; that is not the session's problem.
     let _ = reply.send(result);
     fatal
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A task that ignores its stop signal is aborted once the grace is over:
+    /// one stuck session cannot stall a shutdown.
+    #[tokio::test]
+    async fn close_aborts_a_task_that_ignores_its_stop_signal() {
+        let stop = CancellationToken::new();
+        let join = tokio::spawn(std::future::pending::<()>());
+        let task = SessionTask { stop, join };
+        let started = std::time::Instant::now();
+        assert_eq!(
+            task.close(Duration::from_millis(100)).await,
+            CloseOutcome::Aborted
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn close_waits_for_a_task_that_honours_its_stop_signal() {
+        let stop = CancellationToken::new();
+        let seen = stop.clone();
+        let join = tokio::spawn(async move { seen.cancelled().await });
+        let task = SessionTask { stop, join };
+        assert_eq!(
+            task.close(Duration::from_secs(5)).await,
+            CloseOutcome::Closed
+        );
+    }
 }

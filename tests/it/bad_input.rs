@@ -27,6 +27,7 @@ async fn malformed_invalid_and_oversized_bodies_leave_the_session_usable() {
         r#"{"jsonrpc":"2.0","id":{"x":1},"method":"ping"}"#,
         r#"{"jsonrpc":"2.0","method":42}"#,
         r#"[]"#,
+        r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#,
         r#"17"#,
     ] {
         let (status, _, body) = c.post_raw(invalid).await;

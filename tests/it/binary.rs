@@ -171,3 +171,80 @@ async fn env_vars_configure_and_bad_config_is_refused_with_a_message() {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }
 }
+
+#[tokio::test]
+async fn sighup_applies_a_changed_config_file_and_keeps_serving() {
+    let a = counter("a").await;
+    let b = counter("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("catalog.db").display());
+    let config = dir.path().join("switchyard.toml");
+    std::fs::write(
+        &config,
+        format!("[[gateways]]\nname = \"a\"\nurl = \"{}\"\n", a.url()),
+    )
+    .unwrap();
+    let (child, addr) = start(&["--database-url", &db, "--config", config.to_str().unwrap()]).await;
+    let http = reqwest::Client::new();
+    // One API-registered gateway, which reload must leave alone.
+    let api = http
+        .post(format!("http://{addr}/gateways"))
+        .json(&json!({"name": "api", "url": b.url()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 201);
+    let mut c = McpClient::connect(format!("http://{addr}/mcp")).await;
+    c.counter("a-increment", json!({})).await;
+    c.counter("api-increment", json!({})).await;
+    assert_eq!(a.stats().live_sessions, 1);
+
+    std::fs::write(
+        &config,
+        format!("[[gateways]]\nname = \"b\"\nurl = \"{}\"\n", b.url()),
+    )
+    .unwrap();
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .await
+        .unwrap()
+        .success());
+    let names = || async {
+        let gws: Value = http
+            .get(format!("http://{addr}/gateways"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut n: Vec<String> = gws
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["name"].as_str().unwrap().to_owned())
+            .collect();
+        n.sort();
+        n
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while names().await != ["api", "b"] && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(names().await, ["api", "b"]);
+    assert_eq!(
+        a.stats().live_sessions,
+        0,
+        "the removed gateway's session closed"
+    );
+    // Reload closed every upstream session; the downstream session lives on.
+    assert_eq!(
+        c.counter("api-get", json!({})).await,
+        0,
+        "rebuilt lazily after reload"
+    );
+    assert_eq!(c.counter("b-increment", json!({})).await, 1);
+    assert!(terminate(child).await.success());
+}

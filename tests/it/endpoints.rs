@@ -260,3 +260,109 @@ async fn virtual_servers_expose_only_their_tools_and_sessions_stay_on_their_endp
     assert_eq!(del.status(), 204);
     assert_eq!(v.request("ping", json!({})).await.status, 404);
 }
+
+#[tokio::test]
+async fn batches_are_answered_on_2025_03_26_sessions_and_refused_on_later_ones() {
+    let up = counter("counter").await;
+    let gw = TestGateway::start().await;
+    gw.register("counter", &up.url()).await;
+    let mut old = McpClient::new(gw.url("/mcp"));
+    let init = old
+        .request("initialize", json!({"protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}))
+        .await;
+    assert_eq!(init.body["result"]["protocolVersion"], "2025-03-26");
+    let batch = json!([
+        {"jsonrpc": "2.0", "id": "a", "method": "tools/call", "params": {"name": "counter-increment", "arguments": {"by": 2}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": "b", "method": "ping"},
+        {"jsonrpc": "2.0", "id": "c", "method": "initialize", "params": {}},
+    ]);
+    let (status, _, text) = old.post_raw(batch.to_string()).await;
+    assert_eq!(status, 200, "{text}");
+    let answers: Value = serde_json::from_str(&text).unwrap();
+    let answers = answers.as_array().unwrap();
+    assert_eq!(
+        answers.len(),
+        3,
+        "one answer per request, none for the notification: {text}"
+    );
+    assert_eq!(answers[0]["id"], "a");
+    assert_eq!(answers[0]["result"]["structuredContent"]["value"], 2);
+    assert_eq!(answers[1]["result"], json!({}));
+    assert_eq!(answers[2]["error"]["code"], -32600);
+    let (status, _, _) = old
+        .post_raw(json!([{"jsonrpc": "2.0", "method": "notifications/initialized"}]).to_string())
+        .await;
+    assert_eq!(status, 202);
+
+    let mut new = McpClient::connect(gw.url("/mcp")).await;
+    let (status, _, text) = new
+        .post_raw(json!([{"jsonrpc": "2.0", "id": 1, "method": "ping"}]).to_string())
+        .await;
+    assert_eq!(status, 400, "{text}");
+}
+
+#[tokio::test]
+async fn dns_rebinding_protection_checks_origin_and_host() {
+    let gw = TestGateway::start().await;
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let post = |origin: Option<&str>, host: Option<&str>| {
+        let mut req = reqwest::Client::new().post(gw.url("/mcp")).json(&init);
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        if let Some(h) = host {
+            req = req.header("host", h);
+        }
+        req.send()
+    };
+    assert_eq!(post(None, None).await.unwrap().status(), 200);
+    assert_eq!(
+        post(Some("http://localhost:6274"), None)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let evil = post(Some("https://evil.example"), None).await.unwrap();
+    assert_eq!(evil.status(), 403);
+    let body: Value = evil.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32600);
+    assert_eq!(
+        post(None, Some("evil.example")).await.unwrap().status(),
+        403,
+        "a rebound DNS name is refused"
+    );
+    assert_eq!(
+        post(None, Some("localhost:4444")).await.unwrap().status(),
+        200
+    );
+
+    let mut s = switchyard::config::Settings::for_tests();
+    s.security.allowed_origins = vec!["https://app.example".into()];
+    s.security.allowed_hosts = vec!["gateway.internal".into()];
+    let gw2 = TestGateway::start_with(s).await;
+    let send = |origin: &str, host: &str| {
+        reqwest::Client::new()
+            .post(gw2.url("/mcp"))
+            .header("origin", origin)
+            .header("host", host)
+            .json(&init)
+            .send()
+    };
+    assert_eq!(
+        send("https://app.example", "gateway.internal")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        send("http://localhost:1", "gateway.internal")
+            .await
+            .unwrap()
+            .status(),
+        403,
+        "an explicit list replaces the loopback default"
+    );
+}

@@ -9,5 +9,6 @@ mod bad_input;
 mod binary;
 mod endpoints;
 mod isolation;
+mod lifecycle;
 mod python_sdk;
 mod upstream_failures;
