@@ -15,6 +15,7 @@
 //! - [`catalog`]: gateways, tools, virtual servers; SQLite record, in-memory snapshot.
 //! - [`lifecycle`]: background upkeep (session expiry, gateway health) and reload.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`passthrough`]: which downstream headers may reach an upstream (none unless allowed).
 //! - [`admin`]: the REST API (ContextForge-compatible `/gateways`, `/tools`, `/servers`).
 //! - [`app`]: shared state and the assembled HTTP service.
 //!
@@ -30,6 +31,7 @@ pub mod jsonrpc;
 pub mod lifecycle;
 pub mod mcp;
 pub mod metrics;
+pub mod passthrough;
 pub mod registry;
 pub mod router;
 pub mod sse;

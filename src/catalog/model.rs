@@ -71,6 +71,8 @@ pub struct GatewaySpec {
     pub connection: Connection,
     pub description: Option<String>,
     pub tags: Vec<String>,
+    /// Downstream headers forwarded to this gateway; `None` means the global default.
+    pub passthrough_headers: Option<Vec<String>>,
     /// Declared in the config file (kept in step with it on reload).
     pub declared: bool,
 }
@@ -92,6 +94,7 @@ impl GatewaySpec {
             connection: Connection { url, transport },
             description,
             tags,
+            passthrough_headers: None,
             declared: false,
         })
     }

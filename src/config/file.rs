@@ -2,10 +2,11 @@
 //! a typo must not silently fall back to a default.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::LogFormat;
+use super::{AuthMode, LogFormat};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,6 +25,19 @@ pub struct FileConfig {
     pub health_failure_threshold: Option<u32>,
     pub allowed_origins: Option<Vec<String>>,
     pub allowed_hosts: Option<Vec<String>>,
+    pub auth: Option<AuthMode>,
+    pub jwt_secret: Option<String>,
+    pub jwks_file: Option<PathBuf>,
+    pub jwt_audience: Option<Vec<String>>,
+    pub jwt_issuer: Option<Vec<String>>,
+    pub admin_token_file: Option<PathBuf>,
+    pub public_url: Option<String>,
+    pub authorization_servers: Option<Vec<String>>,
+    pub passthrough_headers: Option<Vec<String>>,
+    pub max_json_depth: Option<usize>,
+    pub max_inflight_per_session: Option<usize>,
+    pub max_inflight_per_principal: Option<usize>,
+    pub allow_private_upstreams: Option<bool>,
     #[serde(default)]
     pub gateways: Vec<FileGateway>,
 }
@@ -37,4 +51,6 @@ pub struct FileGateway {
     pub transport: Option<String>,
     pub description: Option<String>,
     pub tags: Option<Vec<String>>,
+    /// Downstream headers forwarded to this gateway; absent means the global default.
+    pub passthrough_headers: Option<Vec<String>>,
 }

@@ -32,13 +32,74 @@ pub struct Settings {
     pub security: Security,
 }
 
-/// Who may reach the MCP endpoints from a browser.
+/// Who may reach the gateway, and what of a request may reach an upstream.
 #[derive(Clone, Debug, Default)]
 pub struct Security {
     /// Accepted `Origin` values; empty means loopback origins only.
     pub allowed_origins: Vec<String>,
     /// Extra `Host` names accepted while bound to loopback.
     pub allowed_hosts: Vec<String>,
+    pub auth: AuthSettings,
+    /// Downstream request headers forwarded upstream for gateways that set no
+    /// list of their own (lower-cased, validated; never the always-stripped ones).
+    pub passthrough_headers: Vec<String>,
+    /// Whether gateways may be registered at private, loopback or unique-local
+    /// addresses (link-local and cloud-metadata addresses are refused regardless).
+    pub allow_private_upstreams: bool,
+}
+
+/// How downstream callers prove who they are.
+#[derive(Clone, Debug, Default)]
+pub struct AuthSettings {
+    pub mode: AuthMode,
+    /// HS256 shared secret for JWTs.
+    pub jwt_secret: Option<Secret>,
+    /// JWKS file with the public keys of RS256/ES256 JWT issuers.
+    pub jwks_file: Option<PathBuf>,
+    /// Accepted `aud` values; empty means `aud` is not checked.
+    pub jwt_audience: Vec<String>,
+    /// Accepted `iss` values; empty means `iss` is not checked.
+    pub jwt_issuer: Vec<String>,
+    /// Where the admin token minted on a first start is written; `None` for
+    /// an in-memory catalog with no file configured (printed only).
+    pub admin_token_file: Option<PathBuf>,
+    /// The gateway's external base URL (scheme, host, port), for the OAuth
+    /// protected-resource metadata; `None` derives it from each request's `Host`.
+    pub public_url: Option<reqwest::Url>,
+    /// OAuth authorization servers advertised in the protected-resource metadata.
+    pub authorization_servers: Vec<String>,
+}
+
+/// `--auth`: whether requests must carry a bearer token.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Bearer tokens required: API tokens, and JWTs when a secret or JWKS is configured.
+    #[default]
+    Jwt,
+    /// No authentication; only accepted while bound to a loopback address.
+    None,
+}
+
+/// A configured secret: shown as `[redacted]` by `Debug`, so settings can be
+/// logged without leaking it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 /// When sessions are checked, expired and gateways probed.
@@ -58,6 +119,12 @@ pub struct Lifecycle {
 pub struct Limits {
     /// Largest accepted downstream request body; larger gets 413.
     pub max_body_bytes: usize,
+    /// Deepest accepted nesting of JSON arrays/objects in a request body.
+    pub max_json_depth: usize,
+    /// Requests (POSTs) one downstream session may have in flight; more get 429.
+    pub max_inflight_per_session: usize,
+    /// Requests one principal may have in flight across its sessions; more get 429.
+    pub max_inflight_per_principal: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -145,6 +212,57 @@ pub struct ServeArgs {
     /// Failed health checks in a row before a gateway is marked unreachable [default: 3].
     #[arg(long, env = "SWITCHYARD_HEALTH_FAILURE_THRESHOLD")]
     pub health_failure_threshold: Option<u32>,
+    /// Downstream authentication [default: jwt]: "jwt" requires a bearer token (an API token,
+    /// or a JWT when --jwt-secret or --jwks-file is set); "none" is refused unless bound to loopback.
+    #[arg(long, env = "SWITCHYARD_AUTH", value_enum)]
+    pub auth: Option<AuthMode>,
+    /// HS256 secret for JWT bearer tokens (at least 32 bytes). Prefer the environment variable
+    /// over the flag: flags are visible to other local users.
+    #[arg(long, env = "SWITCHYARD_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// JWKS file (JSON) with the public keys of RS256/ES256 JWT issuers; read at start.
+    #[arg(long, env = "SWITCHYARD_JWKS_FILE")]
+    pub jwks_file: Option<PathBuf>,
+    /// Accepted JWT audiences (`aud`), comma-separated. Default: `aud` is not checked.
+    #[arg(long, env = "SWITCHYARD_JWT_AUDIENCE", value_delimiter = ',')]
+    pub jwt_audience: Option<Vec<String>>,
+    /// Accepted JWT issuers (`iss`), comma-separated. Default: `iss` is not checked.
+    #[arg(long, env = "SWITCHYARD_JWT_ISSUER", value_delimiter = ',')]
+    pub jwt_issuer: Option<Vec<String>>,
+    /// Where the admin API token minted on a first start (empty token store) is written,
+    /// readable by the owner only (mode 0600). Default: next to the SQLite database,
+    /// `<database name>-admin.token` (./switchyard-admin.token for the default database).
+    #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// The gateway's external base URL (e.g. https://mcp.example.com), used in the OAuth
+    /// protected-resource metadata. Default: http:// and the request's Host.
+    #[arg(long, env = "SWITCHYARD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// OAuth authorization server advertised in /.well-known/oauth-protected-resource
+    /// (repeatable or comma-separated).
+    #[arg(
+        long = "authorization-server",
+        env = "SWITCHYARD_AUTHORIZATION_SERVERS",
+        value_delimiter = ','
+    )]
+    pub authorization_servers: Option<Vec<String>>,
+    /// Downstream request headers forwarded to upstreams whose gateway sets no list of its own,
+    /// comma-separated. Authorization, Cookie, Host, Mcp-Session-Id and hop-by-hop headers never are.
+    #[arg(long, env = "SWITCHYARD_PASSTHROUGH_HEADERS", value_delimiter = ',')]
+    pub passthrough_headers: Option<Vec<String>>,
+    /// Deepest nesting of JSON arrays/objects accepted in a request body [default: 64].
+    #[arg(long, env = "SWITCHYARD_MAX_JSON_DEPTH")]
+    pub max_json_depth: Option<usize>,
+    /// Requests one MCP session may have in flight; more get 429 with Retry-After [default: 32].
+    #[arg(long, env = "SWITCHYARD_MAX_INFLIGHT_PER_SESSION")]
+    pub max_inflight_per_session: Option<usize>,
+    /// Requests one principal (token or JWT subject) may have in flight; more get 429 [default: 256].
+    #[arg(long, env = "SWITCHYARD_MAX_INFLIGHT_PER_PRINCIPAL")]
+    pub max_inflight_per_principal: Option<usize>,
+    /// Allow registering gateways at private, loopback or unique-local addresses through the API.
+    /// Link-local and cloud-metadata addresses are refused regardless.
+    #[arg(long, env = "SWITCHYARD_ALLOW_PRIVATE_UPSTREAMS", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_private_upstreams: Option<bool>,
 }
 
 impl Settings {
@@ -228,6 +346,96 @@ impl Settings {
                 reason: "must be at least 1024".into(),
             });
         }
+        let limits = Limits {
+            max_body_bytes,
+            max_json_depth: at_least(
+                "max_json_depth",
+                args.max_json_depth.or(file.max_json_depth).unwrap_or(64),
+                2,
+            )?,
+            max_inflight_per_session: at_least(
+                "max_inflight_per_session",
+                args.max_inflight_per_session
+                    .or(file.max_inflight_per_session)
+                    .unwrap_or(32),
+                1,
+            )?,
+            max_inflight_per_principal: at_least(
+                "max_inflight_per_principal",
+                args.max_inflight_per_principal
+                    .or(file.max_inflight_per_principal)
+                    .unwrap_or(256),
+                1,
+            )?,
+        };
+        let host = args
+            .host
+            .or(file.host)
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let database_url = args
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .unwrap_or_else(|| "sqlite://switchyard.db".to_owned());
+        let auth = AuthSettings {
+            mode: args.auth.or(file.auth).unwrap_or_default(),
+            jwt_secret: args.jwt_secret.clone().or(file.jwt_secret).map(Secret::new),
+            jwks_file: args.jwks_file.clone().or(file.jwks_file),
+            jwt_audience: clean_list(args.jwt_audience.clone().or(file.jwt_audience)),
+            jwt_issuer: clean_list(args.jwt_issuer.clone().or(file.jwt_issuer)),
+            admin_token_file: args
+                .admin_token_file
+                .clone()
+                .or(file.admin_token_file)
+                .or_else(|| default_admin_token_file(&database_url)),
+            public_url: args
+                .public_url
+                .clone()
+                .or(file.public_url)
+                .map(|u| base_url("public_url", &u))
+                .transpose()?,
+            authorization_servers: clean_list(
+                args.authorization_servers
+                    .clone()
+                    .or(file.authorization_servers),
+            ),
+        };
+        // Without authentication anyone who reaches the port controls the
+        // gateway (registers upstreams, calls every tool); on loopback that is
+        // only this machine's users.
+        if auth.mode == AuthMode::None && !host.is_loopback() {
+            return Err(ConfigError::Invalid {
+                field: "auth".into(),
+                reason: format!(
+                    "\"none\" is only accepted while bound to a loopback address, and host is {host}: \
+                     anyone who can reach the port would control the gateway; use bearer tokens (--auth jwt)"
+                ),
+            });
+        }
+        if auth
+            .jwt_secret
+            .as_ref()
+            .is_some_and(|s| s.expose().len() < 32)
+        {
+            return Err(ConfigError::Invalid {
+                field: "jwt_secret".into(),
+                reason: "must be at least 32 bytes (256 bits) for HS256".into(),
+            });
+        }
+        for url in &auth.authorization_servers {
+            base_url("authorization_servers", url)?;
+        }
+        let passthrough_headers = crate::passthrough::validate_names(
+            &args
+                .passthrough_headers
+                .clone()
+                .or(file.passthrough_headers)
+                .unwrap_or_default(),
+        )
+        .map_err(|reason| ConfigError::Invalid {
+            field: "passthrough_headers".into(),
+            reason,
+        })?;
         let mut gateways = Vec::with_capacity(file.gateways.len());
         for (i, g) in file.gateways.into_iter().enumerate() {
             let spec = g
@@ -245,23 +453,16 @@ impl Settings {
             gateways.push(spec);
         }
         Ok(Settings {
-            host: args
-                .host
-                .or(file.host)
-                .unwrap_or(IpAddr::from([127, 0, 0, 1])),
+            host,
             port: args.port.or(file.port).unwrap_or(4444),
-            database_url: args
-                .database_url
-                .clone()
-                .or(file.database_url)
-                .unwrap_or_else(|| "sqlite://switchyard.db".to_owned()),
+            database_url,
             log_format: args
                 .log_format
                 .or(file.log_format)
                 .unwrap_or(LogFormat::Text),
             config_file: args.config.clone(),
             gateways,
-            limits: Limits { max_body_bytes },
+            limits,
             timeouts: Timeouts {
                 upstream_request,
                 upstream_connect: upstream_request.min(Duration::from_secs(30)),
@@ -272,6 +473,12 @@ impl Settings {
             security: Security {
                 allowed_origins: clean_list(args.allowed_origins.clone().or(file.allowed_origins)),
                 allowed_hosts: clean_list(args.allowed_hosts.clone().or(file.allowed_hosts)),
+                auth,
+                passthrough_headers,
+                allow_private_upstreams: args
+                    .allow_private_upstreams
+                    .or(file.allow_private_upstreams)
+                    .unwrap_or(false),
             },
         })
     }
@@ -281,12 +488,60 @@ impl Settings {
         let args = ServeArgs {
             port: Some(0),
             database_url: Some("sqlite::memory:".into()),
+            // Test upstreams listen on loopback.
+            allow_private_upstreams: Some(true),
             ..ServeArgs::default()
         };
         // Defaults are valid by construction; fall back to field-by-field if that ever changes.
         Settings::merge(&args, FileConfig::default())
             .unwrap_or_else(|e| panic!("default settings invalid: {e}"))
     }
+}
+
+fn at_least(field: &str, v: usize, min: usize) -> Result<usize, ConfigError> {
+    if v < min {
+        return Err(ConfigError::Invalid {
+            field: field.to_owned(),
+            reason: format!("must be at least {min}"),
+        });
+    }
+    Ok(v)
+}
+
+/// An absolute http(s) URL without query or fragment; a trailing `/` is dropped.
+fn base_url(field: &str, raw: &str) -> Result<reqwest::Url, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        field: field.to_owned(),
+        reason,
+    };
+    let url = reqwest::Url::parse(raw.trim().trim_end_matches('/'))
+        .map_err(|e| invalid(format!("{raw:?} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(invalid(format!(
+            "{raw:?} must be an http(s) URL with a host"
+        )));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid(format!(
+            "{raw:?} must not have a query or fragment"
+        )));
+    }
+    Ok(url)
+}
+
+/// `<dir>/<database stem>-admin.token` for a file-backed SQLite catalog:
+/// the token lives with the database it unlocks. `None` for an in-memory one.
+fn default_admin_token_file(database_url: &str) -> Option<PathBuf> {
+    let rest = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or("");
+    if path.is_empty() || path.contains(":memory:") || database_url.contains("mode=memory") {
+        return None;
+    }
+    let path = Path::new(path);
+    let stem = path.file_stem()?.to_string_lossy().into_owned();
+    Some(path.with_file_name(format!("{stem}-admin.token")))
 }
 
 fn clean_list(v: Option<Vec<String>>) -> Vec<String> {
@@ -325,6 +580,11 @@ impl FileGateway {
             self.tags.unwrap_or_default(),
         )
         .map_err(|e| (e.field.to_owned(), e.reason))?;
+        spec.passthrough_headers = self
+            .passthrough_headers
+            .map(|h| crate::passthrough::validate_names(&h))
+            .transpose()
+            .map_err(|reason| ("passthrough_headers".to_owned(), reason))?;
         spec.declared = true;
         Ok(spec)
     }
@@ -359,6 +619,46 @@ mod tests {
             s.gateways[0].connection.transport,
             Transport::StreamableHttp
         );
+    }
+
+    #[test]
+    fn auth_none_is_refused_off_loopback_and_the_token_file_follows_the_database() {
+        let args = ServeArgs {
+            auth: Some(AuthMode::None),
+            host: Some(IpAddr::from([0, 0, 0, 0])),
+            ..Default::default()
+        };
+        let err = Settings::merge(&args, FileConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("auth:") && err.contains("loopback"),
+            "{err}"
+        );
+        let args = ServeArgs {
+            auth: Some(AuthMode::None),
+            ..Default::default()
+        };
+        assert!(Settings::merge(&args, FileConfig::default()).is_ok());
+
+        assert_eq!(
+            default_admin_token_file("sqlite://switchyard.db"),
+            Some(PathBuf::from("switchyard-admin.token"))
+        );
+        assert_eq!(
+            default_admin_token_file("sqlite:///var/lib/sy/catalog.db?mode=rwc"),
+            Some(PathBuf::from("/var/lib/sy/catalog-admin.token"))
+        );
+        assert_eq!(default_admin_token_file("sqlite::memory:"), None);
+        let short = ServeArgs {
+            jwt_secret: Some("too short".into()),
+            ..Default::default()
+        };
+        let err = Settings::merge(&short, FileConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("jwt_secret"), "{err}");
+        assert!(!format!("{:?}", Secret::new("hunter2")).contains("hunter2"));
     }
 
     #[test]
