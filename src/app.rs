@@ -6,6 +6,7 @@ use axum::Router;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{Auth, AuthStartError};
 use crate::catalog::{Catalog, CatalogError, Store};
 use crate::config::Settings;
 use crate::downstream::session::SessionStore;
@@ -15,6 +16,7 @@ use crate::upstream::{self, Connector};
 
 pub struct App {
     pub settings: Settings,
+    pub auth: Auth,
     pub catalog: Catalog,
     pub registry: UpstreamSessionRegistry,
     pub sessions: SessionStore,
@@ -31,6 +33,11 @@ pub enum StartError {
     Catalog(#[from] CatalogError),
     #[error("cannot build the upstream HTTP client: {0}")]
     HttpClient(#[from] reqwest::Error),
+    #[error("cannot set up authentication: {source}")]
+    Auth {
+        #[from]
+        source: AuthStartError,
+    },
 }
 
 impl App {
@@ -41,6 +48,7 @@ impl App {
         let store = Store::open(&settings.database_url)
             .await
             .map_err(CatalogError::from)?;
+        let auth = Auth::new(&settings.security.auth, store.pool()).await?;
         let catalog = Catalog::open(store, settings.tool_name_separator.clone()).await?;
         let connector = Connector {
             client: upstream::http::client()?,
@@ -57,6 +65,7 @@ impl App {
         );
         Ok(Arc::new(App {
             settings,
+            auth,
             catalog,
             registry,
             sessions: SessionStore::default(),
@@ -69,7 +78,8 @@ impl App {
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
             .merge(crate::downstream::routes(self))
-            .merge(crate::admin::routes())
+            .merge(crate::admin::routes(self))
+            .merge(crate::auth::metadata::routes())
             .with_state(Arc::clone(self))
     }
 }

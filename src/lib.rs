@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //! - [`config`]: settings from flags, env and a TOML file; validated once.
+//! - [`auth`]: who is calling (API tokens, JWTs) and whether they may; `/.well-known/oauth-protected-resource`.
 //! - [`jsonrpc`], [`mcp`], [`sse`]: wire types and framing, no I/O.
 //! - [`downstream`]: the MCP endpoints clients talk to (`/mcp`, `/servers/{id}/mcp`) and their sessions.
 //! - [`router`]: what each MCP method does — answered locally or routed to a gateway.
@@ -24,6 +25,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod downstream;

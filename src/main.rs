@@ -1,6 +1,7 @@
 //! The `switchyard` binary: flags, logging, signals. Everything else lives in the library.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -16,6 +17,10 @@ use switchyard::config::{LogFormat, ServeArgs, Settings};
 /// for a virtual server) and see the tools of every registered upstream MCP
 /// server. Each client session gets its own upstream session per server.
 /// Register upstreams with the REST API (POST /gateways) or in a config file.
+///
+/// Every request but /health and /.well-known/* needs "Authorization: Bearer <token>":
+/// an API token (`switchyard token create`, POST /tokens) or a configured JWT. The
+/// first start mints an admin token, prints it once and writes it to --admin-token-file.
 #[derive(Parser)]
 #[command(name = "switchyard", version, propagate_version = true)]
 struct Cli {
@@ -26,7 +31,39 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway (defaults: 127.0.0.1:4444, SQLite catalog in ./switchyard.db).
-    Serve(ServeArgs),
+    ///
+    /// The first start (no API token in the catalog) mints an admin token, prints it once
+    /// on stdout and writes it, readable by the owner only, to --admin-token-file
+    /// (default: next to the database, ./switchyard-admin.token).
+    Serve(Box<ServeArgs>),
+    /// Manage API tokens in the catalog database (works while the gateway runs).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Mint an API token; prints it once on stdout (only its SHA-256 digest is stored).
+    Create(TokenCreateArgs),
+}
+
+#[derive(clap::Args)]
+struct TokenCreateArgs {
+    /// What the token is for (shown in GET /tokens).
+    #[arg(long)]
+    name: String,
+    /// Lifetime: 90s, 15m, 12h, 30d, 2w, or seconds. Default: never expires.
+    #[arg(long)]
+    expires: Option<String>,
+    /// May change the catalog, mint tokens and use the admin endpoints.
+    #[arg(long)]
+    admin: bool,
+    /// Catalog database, as for `serve` [default: sqlite://switchyard.db].
+    #[arg(long, env = "SWITCHYARD_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Config file, as for `serve` (only its database_url is used here).
+    #[arg(long, env = "SWITCHYARD_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 fn init_logging(format: LogFormat) {
@@ -94,10 +131,51 @@ async fn reload_on_sighup(app: std::sync::Arc<App>, args: ServeArgs) {
     }
 }
 
+/// `switchyard token create`: straight into the catalog database; a running
+/// gateway finds the new token on its first use.
+async fn create_token(args: TokenCreateArgs) -> anyhow::Result<()> {
+    let serve = ServeArgs {
+        database_url: args.database_url,
+        config: args.config,
+        ..ServeArgs::default()
+    };
+    let settings = Settings::load(&serve).context("invalid configuration")?;
+    if settings.database_url.contains(":memory:") {
+        anyhow::bail!("an in-memory catalog cannot hold tokens for a gateway; pass --database-url");
+    }
+    let lifetime = args
+        .expires
+        .as_deref()
+        .map(switchyard::auth::tokens::parse_duration)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--expires: {e}"))?;
+    let store = switchyard::catalog::Store::open(&settings.database_url)
+        .await
+        .with_context(|| format!("cannot open {}", settings.database_url))?;
+    let tokens = switchyard::auth::TokenStore::open(store.pool()).await?;
+    let minted = tokens.create(&args.name, args.admin, lifetime).await?;
+    store.close().await;
+    eprintln!(
+        "created API token {} ({}{}; {}); it is shown only now:",
+        minted.info.id,
+        minted.info.name,
+        if minted.info.admin { ", admin" } else { "" },
+        minted
+            .info
+            .expires_at
+            .map_or("never expires".to_owned(), |t| format!("expires {t}")),
+    );
+    println!("{}", minted.token);
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let Command::Serve(args) = cli.command;
+    let args = match cli.command {
+        Command::Serve(args) => *args,
+        Command::Token(TokenCommand::Create(args)) => return create_token(args).await,
+    };
     let settings = Settings::load(&args).context("invalid configuration")?;
     init_logging(settings.log_format);
 
@@ -112,9 +190,27 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let declared = settings.gateways.clone();
     let database = settings.database_url.clone();
+    let token_file = settings.security.auth.admin_token_file.clone();
     let app = App::new(settings, shutdown.clone())
         .await
         .context("cannot start")?;
+    if app.auth.enabled() {
+        let minted =
+            switchyard::auth::mint_first_admin_token(&app.auth.tokens, token_file.as_deref())
+                .await
+                .context("cannot mint the first admin token")?;
+        if let Some(minted) = minted {
+            // Printed, not logged: log pipelines keep what they are given.
+            let saved = token_file.as_ref().map_or(String::new(), |p| {
+                format!(" (also written to {}, mode 0600)", p.display())
+            });
+            println!("switchyard: no API token yet; minted an admin token, shown only now{saved}:");
+            println!("{}", minted.token);
+            tracing::info!(token = %minted.info.id, file = ?token_file, "first admin API token minted");
+        }
+    } else {
+        tracing::warn!("authentication is off (--auth none): anyone who can reach {bound} controls the gateway");
+    }
     switchyard::lifecycle::sync_declared_gateways(&app, &declared, false)
         .await
         .context("cannot register the gateways declared in the config file")?;

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::auth::TokenStoreError;
 use crate::catalog::{CatalogError, FieldError};
 use crate::upstream::UpstreamError;
 
@@ -39,6 +40,20 @@ impl From<CatalogError> for ApiError {
             CatalogError::Invalid(f) => f.into(),
             CatalogError::Store(s) => ApiError::Internal {
                 detail: s.to_string(),
+            },
+        }
+    }
+}
+
+impl From<TokenStoreError> for ApiError {
+    fn from(e: TokenStoreError) -> Self {
+        match e {
+            TokenStoreError::Invalid { field, reason } => ApiError::Invalid {
+                path: field.to_owned(),
+                reason,
+            },
+            TokenStoreError::Sql { .. } | TokenStoreError::Corrupt { .. } => ApiError::Internal {
+                detail: e.to_string(),
             },
         }
     }

@@ -8,6 +8,7 @@ mod error;
 mod gateways;
 mod servers;
 mod sessions;
+mod tokens;
 mod tools;
 
 use std::sync::Arc;
@@ -21,16 +22,28 @@ use serde_json::{json, Value};
 pub use error::ApiError;
 
 use crate::app::App;
+use crate::auth::{protect, Access, Flavor};
 
-pub fn routes() -> Router<Arc<App>> {
-    let api = Router::new()
+/// Every route with its access (see README, "Security"): reads for any
+/// principal, writes and the admin window for admins; `/tools` (including
+/// `invoke`, a tool call like `tools/call` on `/mcp`) for any principal.
+/// Only `/health` is open.
+pub fn routes(app: &Arc<App>) -> Router<Arc<App>> {
+    let catalog = Router::new()
         .merge(gateways::routes())
+        .merge(servers::routes());
+    let callers = Router::new()
         .merge(tools::routes())
-        .merge(servers::routes())
-        .merge(sessions::routes());
+        .route("/version", get(version));
+    let admin = Router::new()
+        .merge(sessions::routes())
+        .merge(tokens::routes());
+    let api = Router::new()
+        .merge(protect(catalog, app, Access::AdminForWrites, Flavor::Rest))
+        .merge(protect(callers, app, Access::Any, Flavor::Rest))
+        .merge(protect(admin, app, Access::Admin, Flavor::Rest));
     Router::new()
         .route("/health", get(health))
-        .route("/version", get(version))
         .nest("/v1", api.clone())
         .merge(api)
 }

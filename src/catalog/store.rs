@@ -246,6 +246,12 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
+    /// The pool, for stores that keep their own tables in the catalog
+    /// database (API tokens); migrations for all of them run in [`Store::open`].
+    pub fn pool(&self) -> SqlitePool {
+        self.pool.clone()
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

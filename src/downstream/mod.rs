@@ -24,6 +24,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::app::App;
+use crate::auth::{Access, Flavor};
 use crate::catalog::Scope;
 use crate::jsonrpc::{self, code, Message, Parsed};
 use crate::mcp;
@@ -37,9 +38,9 @@ const VERSION_HEADER: &str = "mcp-protocol-version";
 /// Comment lines on idle GET streams keep proxies from timing them out.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
-/// The MCP endpoints, behind DNS-rebinding protection.
+/// The MCP endpoints, behind DNS-rebinding protection and authentication.
 pub fn routes(app: &Arc<App>) -> Router<Arc<App>> {
-    Router::new()
+    let routes = Router::new()
         .route("/mcp", post(post_all).get(get_all).delete(delete_all))
         .route("/mcp/", post(post_all).get(get_all).delete(delete_all))
         .route(
@@ -50,11 +51,12 @@ pub fn routes(app: &Arc<App>) -> Router<Arc<App>> {
             "/servers/{id}/mcp/",
             post(post_server).get(get_server).delete(delete_server),
         )
-        .route("/rpc", post(rpc::post))
-        .route_layer(axum::middleware::from_fn_with_state(
-            Arc::clone(app),
-            guard::check,
-        ))
+        .route("/rpc", post(rpc::post));
+    // The rebinding guard is the outer layer: a foreign page is refused
+    // before its credentials are even looked at.
+    crate::auth::protect(routes, app, Access::Any, Flavor::JsonRpc).route_layer(
+        axum::middleware::from_fn_with_state(Arc::clone(app), guard::check),
+    )
 }
 
 async fn post_all(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {

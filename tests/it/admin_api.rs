@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{counter, McpClient, TestGateway};
+use crate::support::{counter, TestGateway};
 
 async fn send(
     gw: &TestGateway,
@@ -134,7 +134,7 @@ async fn update_refresh_and_delete() {
     let gw = TestGateway::start().await;
     let g = gw.register("counter", &up.url()).await;
     let id = g["id"].as_str().unwrap();
-    let mut c = McpClient::connect(gw.url("/mcp")).await;
+    let mut c = gw.connect("/mcp").await;
     c.counter("counter-increment", json!({"by": 3})).await;
 
     // Cosmetic edit: nothing closes, counter survives.

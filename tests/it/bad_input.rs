@@ -2,14 +2,14 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{counter, McpClient, TestGateway};
+use crate::support::{counter, TestGateway};
 
 #[tokio::test]
 async fn malformed_invalid_and_oversized_bodies_leave_the_session_usable() {
     let up = counter("counter").await;
     let gw = TestGateway::start().await;
     gw.register("counter", &up.url()).await;
-    let mut c = McpClient::connect(gw.url("/mcp")).await;
+    let mut c = gw.connect("/mcp").await;
     assert_eq!(c.counter("counter-increment", json!({"by": 5})).await, 5);
 
     let (status, _, body) = c
@@ -70,7 +70,7 @@ async fn bad_params_get_invalid_params_without_touching_the_upstream() {
     let up = counter("counter").await;
     let gw = TestGateway::start().await;
     gw.register("counter", &up.url()).await;
-    let mut c = McpClient::connect(gw.url("/mcp")).await;
+    let mut c = gw.connect("/mcp").await;
     for params in [json!([1, 2]), json!({"name": 7}), json!({})] {
         let a = c.request("tools/call", params.clone()).await;
         assert_eq!(a.body["error"]["code"], -32602, "{params}: {}", a.body);

@@ -7,15 +7,31 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::support::gateway::authorized_client;
 use crate::support::{counter, McpClient};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
-/// Starts `switchyard serve` with JSON logs and returns it with its bound address.
-async fn start(args: &[&str]) -> (Child, String) {
+/// A started `switchyard serve`: its bound address and, on a first start, the
+/// admin token it printed.
+struct Started {
+    child: Child,
+    addr: String,
+    printed_token: Option<String>,
+}
+
+/// Starts `switchyard serve` with JSON logs (test upstreams are on loopback,
+/// hence `--allow-private-upstreams`).
+async fn start(args: &[&str]) -> Started {
     let mut child = Command::new(BIN)
         .arg("serve")
-        .args(["--port", "0", "--log-format", "json"])
+        .args([
+            "--port",
+            "0",
+            "--log-format",
+            "json",
+            "--allow-private-upstreams",
+        ])
         .args(args)
         .env("SWITCHYARD_LOG", "info")
         .stdout(Stdio::piped())
@@ -25,13 +41,19 @@ async fn start(args: &[&str]) -> (Child, String) {
         .expect("spawn switchyard");
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
+    let (addr, printed_token) = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut token = None;
         while let Some(line) = lines.next_line().await.expect("read log") {
+            // The minted token is printed as a bare line, not logged.
+            if line.starts_with("sy_") {
+                token = Some(line.trim().to_owned());
+                continue;
+            }
             let Ok(v) = serde_json::from_str::<Value>(&line) else {
                 continue;
             };
             if let Some(a) = v["address"].as_str() {
-                return a.to_owned();
+                return (a.to_owned(), token);
             }
         }
         panic!("switchyard exited before listening");
@@ -40,7 +62,19 @@ async fn start(args: &[&str]) -> (Child, String) {
     .expect("switchyard starts within 30 s");
     // Keep draining the logs so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+    Started {
+        child,
+        addr,
+        printed_token,
+    }
+}
+
+/// The admin token a first start wrote next to the database.
+fn token_file(dir: &std::path::Path, db_stem: &str) -> String {
+    std::fs::read_to_string(dir.join(format!("{db_stem}-admin.token")))
+        .expect("admin token file")
+        .trim()
+        .to_owned()
 }
 
 async fn terminate(mut child: Child) -> std::process::ExitStatus {
@@ -70,8 +104,14 @@ async fn serve_registers_declared_gateways_persists_and_stops_on_sigterm() {
     .unwrap();
     let config = config.to_str().unwrap();
 
-    let (child, addr) = start(&["--database-url", &db, "--config", config]).await;
-    let http = reqwest::Client::new();
+    let Started {
+        child,
+        addr,
+        printed_token,
+    } = start(&["--database-url", &db, "--config", config]).await;
+    let token = token_file(dir.path(), "catalog");
+    assert_eq!(printed_token.as_deref(), Some(token.as_str()));
+    let http = authorized_client(&token);
     let gws: Value = http
         .get(format!("http://{addr}/gateways"))
         .send()
@@ -81,7 +121,7 @@ async fn serve_registers_declared_gateways_persists_and_stops_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(gws[0]["name"], "counter");
-    let mut c = McpClient::connect(format!("http://{addr}/mcp")).await;
+    let mut c = McpClient::connect_as(format!("http://{addr}/mcp"), &token).await;
     assert_eq!(c.counter("counter-increment", json!({"by": 2})).await, 2);
     assert_eq!(up.stats().live_sessions, 1);
     let status = terminate(child).await;
@@ -92,8 +132,14 @@ async fn serve_registers_declared_gateways_persists_and_stops_on_sigterm() {
         "shutdown closed the upstream session"
     );
 
-    // The catalog survives a restart; a declared gateway is not registered twice.
-    let (child, addr) = start(&["--database-url", &db, "--config", config]).await;
+    // The catalog survives a restart (tokens too: no new one is minted); a
+    // declared gateway is not registered twice.
+    let Started {
+        child,
+        addr,
+        printed_token,
+    } = start(&["--database-url", &db, "--config", config]).await;
+    assert_eq!(printed_token, None);
     let gws: Value = http
         .get(format!("http://{addr}/gateways"))
         .send()
@@ -128,16 +174,33 @@ async fn env_vars_configure_and_bad_config_is_refused_with_a_message() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert!(line.contains("listening"), "{line}");
+    let mut printed = None;
+    let listening = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.starts_with("sy_") {
+                printed = Some(line);
+            } else if line.contains("listening") {
+                return line;
+            }
+        }
+        panic!("exited before listening");
+    })
+    .await
+    .unwrap();
+    assert!(listening.contains("listening"), "{listening}");
     assert!(
         dir.path().join("env.db").exists(),
         "SQLite file created from SWITCHYARD_DATABASE_URL"
     );
+    // The first start minted an admin token: printed once, and in an owner-only file.
+    let file = dir.path().join("env-admin.token");
+    let saved = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(printed.as_deref(), Some(saved.trim()));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "token file mode {mode:o}");
+    }
     child.kill().await.unwrap();
 
     let bad = dir.path().join("bad.toml");
@@ -184,8 +247,10 @@ async fn sighup_applies_a_changed_config_file_and_keeps_serving() {
         format!("[[gateways]]\nname = \"a\"\nurl = \"{}\"\n", a.url()),
     )
     .unwrap();
-    let (child, addr) = start(&["--database-url", &db, "--config", config.to_str().unwrap()]).await;
-    let http = reqwest::Client::new();
+    let Started { child, addr, .. } =
+        start(&["--database-url", &db, "--config", config.to_str().unwrap()]).await;
+    let token = token_file(dir.path(), "catalog");
+    let http = authorized_client(&token);
     // One API-registered gateway, which reload must leave alone.
     let api = http
         .post(format!("http://{addr}/gateways"))
@@ -194,7 +259,7 @@ async fn sighup_applies_a_changed_config_file_and_keeps_serving() {
         .await
         .unwrap();
     assert_eq!(api.status(), 201);
-    let mut c = McpClient::connect(format!("http://{addr}/mcp")).await;
+    let mut c = McpClient::connect_as(format!("http://{addr}/mcp"), &token).await;
     c.counter("a-increment", json!({})).await;
     c.counter("api-increment", json!({})).await;
     assert_eq!(a.stats().live_sessions, 1);
@@ -247,4 +312,95 @@ async fn sighup_applies_a_changed_config_file_and_keeps_serving() {
     );
     assert_eq!(c.counter("b-increment", json!({})).await, 1);
     assert!(terminate(child).await.success());
+}
+
+#[tokio::test]
+async fn token_create_mints_a_token_the_running_gateway_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("catalog.db").display());
+    let Started { child, addr, .. } = start(&["--database-url", &db]).await;
+    let create = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["token", "create", "--database-url", &db])
+            .args(extra)
+            .output()
+    };
+    let out = create(&["--name", "ci", "--expires", "30d"]).await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(token.starts_with("sy_") && token.len() == 67, "{token:?}");
+    let note = String::from_utf8_lossy(&out.stderr);
+    assert!(note.contains("ci") && note.contains("expires"), "{note}");
+
+    // Minted while the gateway runs: found on first use; not an admin.
+    let ci = authorized_client(&token);
+    let tools = ci.get(format!("http://{addr}/tools")).send().await.unwrap();
+    assert_eq!(tools.status(), 200);
+    let write = ci
+        .post(format!("http://{addr}/servers"))
+        .json(&json!({"name": "s"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), 403);
+    let out = create(&["--name", "ops", "--admin"]).await.unwrap();
+    let ops = authorized_client(String::from_utf8(out.stdout).unwrap().trim());
+    let listed: Value = ops
+        .get(format!("http://{addr}/tokens"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 3, "{listed}");
+    assert!(names.contains(&"ci") && names.contains(&"ops"), "{listed}");
+
+    let bad = create(&["--name", "x", "--expires", "soon"]).await.unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--expires"));
+    assert!(terminate(child).await.success());
+}
+
+#[tokio::test]
+async fn auth_none_is_refused_off_loopback_and_help_names_the_token_file() {
+    let out = Command::new(BIN)
+        .args([
+            "serve", "--auth", "none", "--host", "0.0.0.0", "--port", "0",
+        ])
+        .args(["--database-url", "sqlite::memory:"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("auth") && err.contains("loopback") && err.contains("0.0.0.0"),
+        "{err}"
+    );
+    let help = Command::new(BIN)
+        .args(["serve", "--help"])
+        .output()
+        .await
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for needle in [
+        "--auth",
+        "--admin-token-file",
+        "switchyard-admin.token",
+        "--jwt-secret",
+        "--jwks-file",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
+    }
 }

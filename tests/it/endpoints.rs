@@ -15,7 +15,7 @@ async fn initialize_negotiates_versions_and_issues_unguessable_ids() {
         ("2025-11-25", "2025-11-25"),
         ("1999-01-01", "2025-11-25"),
     ] {
-        let mut c = McpClient::new(gw.url("/mcp"));
+        let mut c = gw.client("/mcp");
         let a = c
             .request("initialize", json!({"protocolVersion": asked, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}))
             .await;
@@ -35,18 +35,18 @@ async fn initialize_negotiates_versions_and_issues_unguessable_ids() {
 #[tokio::test]
 async fn session_rules_400_without_id_404_for_unknown_202_for_notifications() {
     let gw = TestGateway::start().await;
-    let mut none = McpClient::new(gw.url("/mcp"));
+    let mut none = gw.client("/mcp");
     let a = none.request("tools/list", json!({})).await;
     assert_eq!(a.status, 400, "{}", a.body);
     assert_eq!(a.body["error"]["code"], -32600);
 
-    let mut bogus = McpClient::new(gw.url("/mcp"));
+    let mut bogus = gw.client("/mcp");
     bogus.session = Some("0123456789abcdef0123456789abcdef".into());
     assert_eq!(bogus.request("ping", json!({})).await.status, 404);
     bogus.session = Some("not-even-the-right-shape".into());
     assert_eq!(bogus.request("ping", json!({})).await.status, 404);
 
-    let mut c = McpClient::connect(gw.url("/mcp")).await;
+    let mut c = gw.connect("/mcp").await;
     assert_eq!(c.notify("notifications/initialized").await, 202);
     let ping = c.request("ping", json!({})).await;
     assert_eq!(ping.status, 200);
@@ -59,11 +59,11 @@ async fn unknown_methods_and_tools_get_json_rpc_errors() {
     let gw = TestGateway::start().await;
     gw.register("counter", &up.url()).await;
     // A 2026-07-28 client probes without a session; it must get -32601 to fall back.
-    let mut probe = McpClient::new(gw.url("/mcp"));
+    let mut probe = gw.client("/mcp");
     let d = probe.request("server/discover", json!({})).await;
     assert_eq!(d.body["error"]["code"], -32601, "{}", d.body);
 
-    let mut c = McpClient::connect(gw.url("/mcp")).await;
+    let mut c = gw.connect("/mcp").await;
     let m = c.request("no/such/method", json!({})).await;
     assert_eq!(m.body["error"]["code"], -32601);
     let t = c
@@ -92,7 +92,7 @@ async fn tools_list_merges_gateways_in_a_stable_order_and_calls_relay_results_un
     let gw = TestGateway::start().await;
     gw.register("two", &up2.url()).await;
     gw.register("one", &up1.url()).await;
-    let mut c = McpClient::connect(gw.url("/mcp")).await;
+    let mut c = gw.connect("/mcp").await;
     let list = c.request("tools/list", json!({})).await;
     let names: Vec<&str> = list.body["result"]["tools"]
         .as_array()
@@ -137,9 +137,9 @@ async fn sse_only_clients_get_event_streams_and_get_opens_the_session_stream() {
     let up = counter("counter").await;
     let gw = TestGateway::start().await;
     gw.register("counter", &up.url()).await;
-    let c = McpClient::connect(gw.url("/mcp")).await;
+    let c = gw.connect("/mcp").await;
     let sid = c.session.clone().unwrap();
-    let http = reqwest::Client::new();
+    let http = gw.http.clone();
     let resp = http
         .post(gw.url("/mcp"))
         .header("mcp-session-id", &sid)
@@ -193,8 +193,9 @@ async fn sse_only_clients_get_event_streams_and_get_opens_the_session_stream() {
 #[tokio::test]
 async fn unsupported_protocol_version_header_is_rejected() {
     let gw = TestGateway::start().await;
-    let c = McpClient::connect(gw.url("/mcp")).await;
-    let resp = reqwest::Client::new()
+    let c = gw.connect("/mcp").await;
+    let resp = gw
+        .http
         .post(gw.url("/mcp"))
         .header("mcp-session-id", c.session.as_ref().unwrap())
         .header("mcp-protocol-version", "1999-01-01")
@@ -218,7 +219,7 @@ async fn virtual_servers_expose_only_their_tools_and_sessions_stay_on_their_endp
     let server = gw.create_server("only-one", &[&inc, &get]).await;
     let sid = server["id"].as_str().unwrap();
     let endpoint = gw.url(&format!("/servers/{sid}/mcp"));
-    let mut v = McpClient::connect(&endpoint).await;
+    let mut v = McpClient::connect_as(&endpoint, &gw.token).await;
     let list = v.request("tools/list", json!({})).await;
     let names: Vec<&str> = list.body["result"]["tools"]
         .as_array()
@@ -237,14 +238,14 @@ async fn virtual_servers_expose_only_their_tools_and_sessions_stay_on_their_endp
     assert_eq!(hidden.body["error"]["code"], -32602);
 
     // The same counter through /mcp is another downstream session: its own upstream session.
-    let mut all = McpClient::connect(gw.url("/mcp")).await;
+    let mut all = gw.connect("/mcp").await;
     assert_eq!(all.counter("one-get", json!({})).await, 0);
     // A session id belongs to the endpoint that created it.
-    let mut cross = McpClient::new(gw.url("/mcp"));
+    let mut cross = gw.client("/mcp");
     cross.session = v.session.clone();
     assert_eq!(cross.request("ping", json!({})).await.status, 404);
 
-    let mut missing = McpClient::new(gw.url("/servers/0000/mcp"));
+    let mut missing = gw.client("/servers/0000/mcp");
     let a = missing
         .request("initialize", json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}))
         .await;
@@ -266,7 +267,7 @@ async fn batches_are_answered_on_2025_03_26_sessions_and_refused_on_later_ones()
     let up = counter("counter").await;
     let gw = TestGateway::start().await;
     gw.register("counter", &up.url()).await;
-    let mut old = McpClient::new(gw.url("/mcp"));
+    let mut old = gw.client("/mcp");
     let init = old
         .request("initialize", json!({"protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}))
         .await;
@@ -295,7 +296,7 @@ async fn batches_are_answered_on_2025_03_26_sessions_and_refused_on_later_ones()
         .await;
     assert_eq!(status, 202);
 
-    let mut new = McpClient::connect(gw.url("/mcp")).await;
+    let mut new = gw.connect("/mcp").await;
     let (status, _, text) = new
         .post_raw(json!([{"jsonrpc": "2.0", "id": 1, "method": "ping"}]).to_string())
         .await;
@@ -307,7 +308,7 @@ async fn dns_rebinding_protection_checks_origin_and_host() {
     let gw = TestGateway::start().await;
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
     let post = |origin: Option<&str>, host: Option<&str>| {
-        let mut req = reqwest::Client::new().post(gw.url("/mcp")).json(&init);
+        let mut req = gw.http.post(gw.url("/mcp")).json(&init);
         if let Some(o) = origin {
             req = req.header("origin", o);
         }
@@ -343,7 +344,7 @@ async fn dns_rebinding_protection_checks_origin_and_host() {
     s.security.allowed_hosts = vec!["gateway.internal".into()];
     let gw2 = TestGateway::start_with(s).await;
     let send = |origin: &str, host: &str| {
-        reqwest::Client::new()
+        gw2.http
             .post(gw2.url("/mcp"))
             .header("origin", origin)
             .header("host", host)

@@ -11,8 +11,8 @@ async fn two_sessions_of_one_user_get_separate_upstream_sessions() {
     let gw = TestGateway::start().await;
     gw.register("counter", &up.url()).await;
     let before = up.stats().initializes; // registration used (and closed) its own session
-    let mut a = McpClient::connect(gw.url("/mcp")).await;
-    let mut b = McpClient::connect(gw.url("/mcp")).await;
+    let mut a = gw.connect("/mcp").await;
+    let mut b = gw.connect("/mcp").await;
     // Interleaved: A,B,A,B,A,B,A,A.
     for who in ["a", "b", "a", "b", "a", "b", "a", "a"] {
         let c = if who == "a" { &mut a } else { &mut b };
@@ -34,7 +34,7 @@ async fn ten_calls_in_one_session_initialize_upstream_once() {
     let gw = TestGateway::start().await;
     gw.register("counter", &up.url()).await;
     let before = up.stats().initializes; // registration used (and closed) its own session
-    let mut a = McpClient::connect(gw.url("/mcp")).await;
+    let mut a = gw.connect("/mcp").await;
     for i in 1..=10 {
         assert_eq!(a.counter("counter-increment", json!({})).await, i);
     }
@@ -48,11 +48,11 @@ async fn concurrent_first_calls_collapse_into_one_upstream_session() {
     let gw = TestGateway::start().await;
     gw.register("counter", &up.url()).await;
     let before = up.stats().initializes;
-    let a = McpClient::connect(gw.url("/mcp")).await;
+    let a = gw.connect("/mcp").await;
     let sid = a.session.clone();
     let mut calls = Vec::new();
     for _ in 0..20 {
-        let mut c = McpClient::new(gw.url("/mcp"));
+        let mut c = gw.client("/mcp");
         c.session = sid.clone();
         calls.push(tokio::spawn(async move {
             c.counter("counter-increment", json!({})).await
@@ -79,7 +79,7 @@ async fn one_session_calling_two_gateways_gets_two_upstream_sessions() {
     gw.register("one", &up1.url()).await;
     gw.register("two", &up2.url()).await;
     let (b1, b2) = (up1.stats().initializes, up2.stats().initializes);
-    let mut a = McpClient::connect(gw.url("/mcp")).await;
+    let mut a = gw.connect("/mcp").await;
     for _ in 0..4 {
         a.counter("one-increment", json!({"by": 1})).await;
     }
@@ -96,7 +96,7 @@ async fn deleting_a_session_closes_its_upstream_session_for_good() {
     let gw = TestGateway::start().await;
     gw.register("counter", &up.url()).await;
     let deletes_before = up.stats().deletes;
-    let mut a = McpClient::connect(gw.url("/mcp")).await;
+    let mut a = gw.connect("/mcp").await;
     assert_eq!(a.counter("counter-increment", json!({"by": 7})).await, 7);
     assert_eq!(up.stats().live_sessions, 1);
     assert_eq!(a.delete().await, 200);
@@ -122,7 +122,7 @@ async fn deleting_a_session_closes_its_upstream_session_for_good() {
         "a request on a dead id must not revive an upstream session"
     );
     assert!(gw.app.registry.snapshot().is_empty());
-    let mut fresh = McpClient::connect(gw.url("/mcp")).await;
+    let mut fresh = gw.connect("/mcp").await;
     assert_eq!(fresh.counter("counter-get", json!({})).await, 0);
 }
 
@@ -135,7 +135,7 @@ async fn deleting_a_gateway_closes_its_sessions_everywhere_and_only_its() {
     gw.register("two", &up2.url()).await;
     let mut clients = Vec::new();
     for _ in 0..3 {
-        let mut c = McpClient::connect(gw.url("/mcp")).await;
+        let mut c = gw.connect("/mcp").await;
         c.counter("one-increment", json!({})).await;
         c.counter("two-increment", json!({"by": 2})).await;
         clients.push(c);
@@ -189,8 +189,9 @@ async fn fifty_sessions_with_twenty_interleaved_increments_each_stay_separate() 
     let mut tasks = Vec::new();
     for n in 0..50i64 {
         let url = gw.url("/mcp");
+        let token = gw.token.clone();
         tasks.push(tokio::spawn(async move {
-            let mut c = McpClient::connect(url).await;
+            let mut c = McpClient::connect_as(url, &token).await;
             for _ in 0..20 {
                 c.counter("counter-increment", json!({"by": n + 1})).await;
                 tokio::task::yield_now().await;

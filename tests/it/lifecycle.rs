@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use switchyard::config::Settings;
 use switchyard_fixtures::{CounterServer, Options};
 
-use crate::support::{counter, McpClient, TestGateway};
+use crate::support::{counter, TestGateway};
 
 fn settings(edit: impl FnOnce(&mut Settings)) -> Settings {
     let mut s = Settings::for_tests();
@@ -41,7 +41,7 @@ async fn idle_sessions_are_probed_before_reuse_and_replaced_when_dead() {
     }))
     .await;
     gw.register("counter", &up.url()).await;
-    let mut c = McpClient::connect(gw.url("/mcp")).await;
+    let mut c = gw.connect("/mcp").await;
     assert_eq!(c.counter("counter-increment", json!({})).await, 1);
     let inits = up.stats().initializes;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -77,7 +77,7 @@ async fn idle_downstream_sessions_expire_like_a_delete() {
     .await;
     gw.register("counter", &up.url()).await;
     let deletes = up.stats().deletes;
-    let mut c = McpClient::connect(gw.url("/mcp")).await;
+    let mut c = gw.connect("/mcp").await;
     c.counter("counter-increment", json!({})).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while up.stats().live_sessions > 0 && Instant::now() < deadline {
@@ -110,7 +110,7 @@ async fn disabling_a_gateway_hides_its_tools_and_closes_its_sessions_enabling_re
     let gw = TestGateway::start().await;
     let g = gw.register("counter", &up.url()).await;
     let path = format!("/gateways/{}", g["id"].as_str().unwrap());
-    let mut c = McpClient::connect(gw.url("/mcp")).await;
+    let mut c = gw.connect("/mcp").await;
     c.counter("counter-increment", json!({})).await;
     let off = gw
         .http
@@ -160,7 +160,7 @@ async fn shutdown_closes_fifty_slow_sessions_in_parallel() {
     gw.register("counter", &up.url()).await;
     let mut clients = Vec::new();
     for _ in 0..50 {
-        let mut c = McpClient::connect(gw.url("/mcp")).await;
+        let mut c = gw.connect("/mcp").await;
         c.counter("counter-increment", json!({})).await;
         clients.push(c);
     }
@@ -184,7 +184,7 @@ async fn a_wedged_upstream_cannot_stall_shutdown() {
     let gw = TestGateway::start_with(settings(|s| s.timeouts.shutdown = timeout)).await;
     gw.register("counter", &up.url()).await;
     for _ in 0..10 {
-        let mut c = McpClient::connect(gw.url("/mcp")).await;
+        let mut c = gw.connect("/mcp").await;
         c.counter("counter-increment", json!({})).await;
     }
     up.set_delete_delay(Duration::MAX);
@@ -210,7 +210,7 @@ async fn health_checks_mark_a_dead_gateway_unreachable_and_its_recovery() {
     .await;
     let g = gw.register("counter", &up.url()).await;
     let path = format!("/gateways/{}", g["id"].as_str().unwrap());
-    let mut c = McpClient::connect(gw.url("/mcp")).await;
+    let mut c = gw.connect("/mcp").await;
     c.counter("counter-increment", json!({})).await;
     drop(up);
 
@@ -334,7 +334,7 @@ async fn admin_sessions_shows_the_registry_and_ends_a_session_by_force() {
     let up = counter("counter").await;
     let gw = TestGateway::start().await;
     let g = gw.register("counter", &up.url()).await;
-    let mut c = McpClient::connect(gw.url("/mcp")).await;
+    let mut c = gw.connect("/mcp").await;
     for _ in 0..3 {
         c.counter("counter-increment", json!({})).await;
     }
@@ -377,8 +377,8 @@ async fn metrics_count_a_scripted_sequence() {
     let up = counter("counter").await;
     let gw = TestGateway::start().await;
     let g = gw.register("counter", &up.url()).await;
-    let mut a = McpClient::connect(gw.url("/mcp")).await;
-    let mut b = McpClient::connect(gw.url("/mcp")).await;
+    let mut a = gw.connect("/mcp").await;
+    let mut b = gw.connect("/mcp").await;
     for _ in 0..3 {
         a.counter("counter-increment", json!({})).await;
     }
@@ -423,7 +423,7 @@ async fn trace_context_is_forwarded_per_request_on_the_reused_session() {
     let up = counter("counter").await;
     let gw = TestGateway::start().await;
     gw.register("counter", &up.url()).await;
-    let c = McpClient::connect(gw.url("/mcp")).await;
+    let c = gw.connect("/mcp").await;
     let sid = c.session.clone().unwrap();
     let inits = up.stats().initializes;
     for (i, parent) in [
@@ -475,7 +475,7 @@ async fn probes_fall_back_when_ping_is_missing_and_report_auth_failures_to_the_c
     }))
     .await;
     gw.register("counter", &up.url()).await;
-    let mut c = McpClient::connect(gw.url("/mcp")).await;
+    let mut c = gw.connect("/mcp").await;
     c.counter("counter-increment", json!({})).await;
     let inits = up.stats().initializes;
 

@@ -5,6 +5,7 @@
 mod support;
 
 mod admin_api;
+mod auth;
 mod bad_input;
 mod binary;
 mod endpoints;

@@ -8,10 +8,20 @@ use crate::support::{counter, TestGateway};
 
 const SCRIPT: &str = "tests/interop/py_counter_client.py";
 
-async fn check(url: &str, mode: &str) {
+async fn check(url: &str, token: &str, mode: &str) {
+    let auth = format!("Authorization: Bearer {token}");
     let out = run_python(
         SCRIPT,
-        &["--url", url, "--tool-prefix", "counter-", "--mode", mode],
+        &[
+            "--url",
+            url,
+            "--tool-prefix",
+            "counter-",
+            "--mode",
+            mode,
+            "--header",
+            &auth,
+        ],
     )
     .await;
     assert_eq!(out["a"], json!(5), "{out}");
@@ -36,8 +46,8 @@ async fn python_sdk_sessions_are_isolated_on_mcp_and_virtual_server_endpoints() 
     let virtual_url = gw.url(&format!("/servers/{}/mcp", server["id"].as_str().unwrap()));
     let before = up.stats().initializes;
     for mode in ["legacy", "auto"] {
-        check(&gw.url("/mcp"), mode).await;
-        check(&virtual_url, mode).await;
+        check(&gw.url("/mcp"), &gw.token, mode).await;
+        check(&virtual_url, &gw.token, mode).await;
     }
     // Four runs of two sessions each, one upstream session per downstream session.
     assert_eq!(up.stats().initializes - before, 8);

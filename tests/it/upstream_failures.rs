@@ -7,14 +7,14 @@ use serde_json::json;
 use switchyard::config::Settings;
 use switchyard_fixtures::{CounterServer, Options};
 
-use crate::support::{counter, McpClient, TestGateway};
+use crate::support::{counter, TestGateway};
 
 #[tokio::test]
 async fn an_expired_upstream_session_is_reported_then_rebuilt() {
     let up = counter("counter").await;
     let gw = TestGateway::start().await;
     gw.register("counter", &up.url()).await;
-    let mut c = McpClient::connect(gw.url("/mcp")).await;
+    let mut c = gw.connect("/mcp").await;
     assert_eq!(c.counter("counter-increment", json!({"by": 4})).await, 4);
     let inits = up.stats().initializes;
     up.expire_sessions();
@@ -45,7 +45,7 @@ async fn tool_level_errors_keep_the_session() {
     let up = counter("counter").await;
     let gw = TestGateway::start().await;
     gw.register("counter", &up.url()).await;
-    let mut c = McpClient::connect(gw.url("/mcp")).await;
+    let mut c = gw.connect("/mcp").await;
     c.counter("counter-increment", json!({})).await;
     assert_eq!(
         c.call("counter-fail", json!({})).await["result"]["isError"],
@@ -61,7 +61,7 @@ async fn a_dead_upstream_gives_an_error_and_a_restarted_one_works_again() {
     let addr = up.addr();
     let gw = TestGateway::start().await;
     gw.register("counter", &up.url()).await;
-    let mut c = McpClient::connect(gw.url("/mcp")).await;
+    let mut c = gw.connect("/mcp").await;
     c.counter("counter-increment", json!({})).await;
     drop(up);
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -83,7 +83,7 @@ async fn a_hanging_upstream_times_out_with_an_error_not_a_hang() {
     settings.timeouts.upstream_request = Duration::from_millis(300);
     let gw = TestGateway::start_with(settings).await;
     gw.register("counter", &up.url()).await;
-    let mut c = McpClient::connect(gw.url("/mcp")).await;
+    let mut c = gw.connect("/mcp").await;
     c.counter("counter-increment", json!({})).await;
     up.set_hang(true);
     let err = c.call("counter-get", json!({})).await;
@@ -106,8 +106,8 @@ async fn sse_answering_upstreams_work_the_same() {
     .unwrap();
     let gw = TestGateway::start().await;
     gw.register("counter", &up.url()).await;
-    let mut a = McpClient::connect(gw.url("/mcp")).await;
-    let mut b = McpClient::connect(gw.url("/mcp")).await;
+    let mut a = gw.connect("/mcp").await;
+    let mut b = gw.connect("/mcp").await;
     a.counter("counter-increment", json!({"by": 2})).await;
     b.counter("counter-increment", json!({"by": 5})).await;
     assert_eq!(a.counter("counter-get", json!({})).await, 2);
@@ -120,7 +120,7 @@ async fn shutdown_closes_every_upstream_session() {
     let gw = TestGateway::start().await;
     gw.register("counter", &up.url()).await;
     for _ in 0..5 {
-        let mut c = McpClient::connect(gw.url("/mcp")).await;
+        let mut c = gw.connect("/mcp").await;
         c.counter("counter-increment", json!({})).await;
     }
     assert_eq!(up.stats().live_sessions, 5);

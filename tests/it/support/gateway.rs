@@ -1,18 +1,28 @@
 //! A gateway served in-process on `127.0.0.1:0`, stopped on drop.
+//!
+//! Authentication is on, as in production: the gateway mints itself an admin
+//! API token, and every helper (and `http`, and the clients it hands out)
+//! sends it, so every test also exercises authentication.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use serde_json::{json, Value};
 use switchyard::app::App;
 use switchyard::config::Settings;
+
+use super::McpClient;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub struct TestGateway {
     pub addr: SocketAddr,
     pub app: Arc<App>,
+    /// Sends the admin token on every request.
     pub http: reqwest::Client,
+    /// The admin API token the gateway minted for the tests.
+    pub token: String,
     shutdown: CancellationToken,
     served: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -31,14 +41,46 @@ impl TestGateway {
         let app = App::new(settings, shutdown.clone())
             .await
             .expect("app starts");
+        let token = if app.auth.enabled() {
+            app.auth
+                .tokens
+                .create("test admin", true, None)
+                .await
+                .expect("mint the test admin token")
+                .token
+        } else {
+            String::new()
+        };
         let served = tokio::spawn(switchyard::serve(listener, Arc::clone(&app)));
         Self {
             addr,
             app,
-            http: reqwest::Client::new(),
+            http: authorized_client(&token),
+            token,
             shutdown,
             served: Some(served),
         }
+    }
+
+    /// Mints another API token: another principal.
+    pub async fn mint(&self, name: &str, admin: bool) -> String {
+        self.app
+            .auth
+            .tokens
+            .create(name, admin, None)
+            .await
+            .expect("mint a token")
+            .token
+    }
+
+    /// An MCP client for `path` that sends the admin token (not connected yet).
+    pub fn client(&self, path: &str) -> McpClient {
+        McpClient::with_token(self.url(path), &self.token)
+    }
+
+    /// An MCP client for `path`, connected (initialize + initialized) with the admin token.
+    pub async fn connect(&self, path: &str) -> McpClient {
+        McpClient::connect_as(self.url(path), &self.token).await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -98,6 +140,18 @@ impl TestGateway {
             served.await.expect("serve task").expect("serve ok");
         }
     }
+}
+
+/// A client that sends `Authorization: Bearer <token>` on every request.
+pub fn authorized_client(token: &str) -> reqwest::Client {
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
+        headers.insert(AUTHORIZATION, v);
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("HTTP client")
 }
 
 impl Drop for TestGateway {

@@ -7,6 +7,8 @@ pub struct McpClient {
     http: reqwest::Client,
     pub url: String,
     pub session: Option<String>,
+    /// Sent as `Authorization: Bearer …` on every request, when set.
+    pub bearer: Option<String>,
     next_id: u64,
 }
 
@@ -17,18 +19,36 @@ pub struct Answer {
 }
 
 impl McpClient {
+    /// A client that sends no credentials.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             http: reqwest::Client::new(),
             url: url.into(),
             session: None,
+            bearer: None,
             next_id: 1,
         }
     }
 
-    /// `initialize` + `notifications/initialized`; panics on failure.
-    pub async fn connect(url: impl Into<String>) -> Self {
+    /// A client that authenticates with `token`.
+    pub fn with_token(url: impl Into<String>, token: &str) -> Self {
         let mut c = Self::new(url);
+        c.bearer = Some(token.to_owned());
+        c
+    }
+
+    /// `initialize` + `notifications/initialized` with `token`; panics on failure.
+    pub async fn connect_as(url: impl Into<String>, token: &str) -> Self {
+        Self::with_token(url, token).initialized().await
+    }
+
+    /// `initialize` + `notifications/initialized` without credentials (`--auth none`).
+    pub async fn connect(url: impl Into<String>) -> Self {
+        Self::new(url).initialized().await
+    }
+
+    async fn initialized(self) -> Self {
+        let mut c = self;
         let a = c
             .request(
                 "initialize",
@@ -52,6 +72,9 @@ impl McpClient {
             .body(body);
         if let Some(s) = &self.session {
             req = req.header("mcp-session-id", s);
+        }
+        if let Some(t) = &self.bearer {
+            req = req.bearer_auth(t);
         }
         let resp = req.send().await.expect("POST");
         let status = resp.status().as_u16();
@@ -111,6 +134,9 @@ impl McpClient {
         let mut req = self.http.delete(&self.url);
         if let Some(s) = &self.session {
             req = req.header("mcp-session-id", s);
+        }
+        if let Some(t) = &self.bearer {
+            req = req.bearer_auth(t);
         }
         req.send().await.expect("DELETE").status().as_u16()
     }

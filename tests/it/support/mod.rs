@@ -1,4 +1,7 @@
 //! Test harness: a gateway on port 0, an MCP client, counter helpers.
+//!
+//! `jwt_keys/` holds a key pair made for these tests only (RSA 2048 and
+//! P-256, private keys in PEM, public keys as `jwks.json`); nothing trusts them.
 
 pub mod gateway;
 pub mod mcp_client;

@@ -1,0 +1,42 @@
+//! The authenticated caller of a request, as handlers and sessions see it.
+
+use std::sync::Arc;
+
+/// Who is calling. Two principals are the same caller exactly when their
+/// `id`s are equal; sessions are bound to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// Stable identity: `token:<token id>`, `jwt:<iss>#<sub>`, or `anonymous`.
+    pub id: Arc<str>,
+    /// For people: the token's name or the JWT subject.
+    pub name: String,
+    /// May change the catalog, mint tokens and use the admin endpoints.
+    pub admin: bool,
+}
+
+impl Principal {
+    pub fn api_token(token_id: &str, name: &str, admin: bool) -> Self {
+        Self {
+            id: format!("token:{token_id}").into(),
+            name: name.to_owned(),
+            admin,
+        }
+    }
+
+    pub fn jwt(issuer: Option<&str>, subject: &str, admin: bool) -> Self {
+        Self {
+            id: format!("jwt:{}#{subject}", issuer.unwrap_or("")).into(),
+            name: subject.to_owned(),
+            admin,
+        }
+    }
+
+    /// Everyone, with `--auth none` (loopback only).
+    pub fn anonymous() -> Self {
+        Self {
+            id: "anonymous".into(),
+            name: "anonymous".to_owned(),
+            admin: true,
+        }
+    }
+}
