@@ -662,6 +662,38 @@ mod tests {
     }
 
     #[test]
+    fn authorization_servers_are_repeatable_and_comma_separated() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let cli = Cli::try_parse_from([
+            "switchyard",
+            "--authorization-server",
+            "https://a.example,https://b.example/",
+            "--authorization-server",
+            "https://c.example",
+        ])
+        .unwrap();
+        let s = Settings::merge(&cli.serve, FileConfig::default()).unwrap();
+        assert_eq!(
+            s.security.auth.authorization_servers,
+            [
+                "https://a.example",
+                "https://b.example",
+                "https://c.example"
+            ]
+        );
+        let bad = ServeArgs {
+            authorization_servers: Some(vec!["ftp://x".into()]),
+            ..Default::default()
+        };
+        assert!(Settings::merge(&bad, FileConfig::default()).is_err());
+    }
+
+    #[test]
     fn unknown_keys_and_bad_gateways_are_rejected_with_their_path() {
         assert!(toml::from_str::<FileConfig>("prot = 1").is_err());
         let file: FileConfig =

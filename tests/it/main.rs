@@ -11,5 +11,6 @@ mod binary;
 mod endpoints;
 mod isolation;
 mod lifecycle;
+mod protected_resource;
 mod python_sdk;
 mod upstream_failures;
