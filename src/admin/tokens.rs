@@ -1,7 +1,8 @@
 //! `/tokens`: minting, listing and revoking API tokens (admin only).
 //!
 //! A token's secret appears once, in the answer to `POST /tokens`; listings
-//! never carry it (the catalog holds only its digest).
+//! never carry it (the catalog holds only its digest). Revoking a token also
+//! ends the MCP sessions it opened.
 
 use std::sync::Arc;
 
@@ -16,6 +17,8 @@ use serde_json::{json, Value};
 use super::{parse_body, ApiError};
 use crate::app::App;
 use crate::auth::{tokens, Principal, TokenInfo};
+use crate::downstream;
+use crate::registry::EvictReason;
 
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
@@ -84,7 +87,12 @@ async fn revoke(
             what: format!("token {id}"),
         });
     }
-    tracing::info!(token = %id, by = %caller.id, "API token revoked");
+    // Its sessions go with it: whoever held the token keeps nothing open.
+    let sessions = app.sessions.owned_by(&Principal::api_token_id(&id));
+    for sid in &sessions {
+        downstream::end_session(&app, sid, EvictReason::SessionEnded).await;
+    }
+    tracing::info!(token = %id, by = %caller.id, sessions_ended = sessions.len(), "API token revoked");
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -17,10 +17,15 @@ pub struct Principal {
 impl Principal {
     pub fn api_token(token_id: &str, name: &str, admin: bool) -> Self {
         Self {
-            id: format!("token:{token_id}").into(),
+            id: Self::api_token_id(token_id),
             name: name.to_owned(),
             admin,
         }
+    }
+
+    /// The principal id of the API token `token_id`.
+    pub fn api_token_id(token_id: &str) -> Arc<str> {
+        format!("token:{token_id}").into()
     }
 
     pub fn jwt(issuer: Option<&str>, subject: &str, admin: bool) -> Self {

@@ -18,13 +18,13 @@ use axum::http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Router;
+use axum::{Extension, Router};
 use futures_util::stream;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::app::App;
-use crate::auth::{Access, Flavor};
+use crate::auth::{Access, Flavor, Principal};
 use crate::catalog::Scope;
 use crate::jsonrpc::{self, code, Message, Parsed};
 use crate::mcp;
@@ -59,36 +59,53 @@ pub fn routes(app: &Arc<App>) -> Router<Arc<App>> {
     )
 }
 
-async fn post_all(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
-    handle_post(&app, Scope::All, &headers, body).await
+// Every handler gets the caller from the auth layer (`auth::protect`).
+async fn post_all(
+    State(app): State<Arc<App>>,
+    Extension(who): Extension<Principal>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    handle_post(&app, Scope::All, &who, &headers, body).await
 }
 async fn post_server(
     State(app): State<Arc<App>>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    handle_post(&app, Scope::Server(id), &headers, body).await
+    handle_post(&app, Scope::Server(id), &who, &headers, body).await
 }
-async fn get_all(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    handle_get(&app, Scope::All, &headers)
+async fn get_all(
+    State(app): State<Arc<App>>,
+    Extension(who): Extension<Principal>,
+    headers: HeaderMap,
+) -> Response {
+    handle_get(&app, Scope::All, &who, &headers)
 }
 async fn get_server(
     State(app): State<Arc<App>>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    handle_get(&app, Scope::Server(id), &headers)
+    handle_get(&app, Scope::Server(id), &who, &headers)
 }
-async fn delete_all(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    handle_delete(&app, Scope::All, &headers).await
+async fn delete_all(
+    State(app): State<Arc<App>>,
+    Extension(who): Extension<Principal>,
+    headers: HeaderMap,
+) -> Response {
+    handle_delete(&app, Scope::All, &who, &headers).await
 }
 async fn delete_server(
     State(app): State<Arc<App>>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    handle_delete(&app, Scope::Server(id), &headers).await
+    handle_delete(&app, Scope::Server(id), &who, &headers).await
 }
 
 /// Why a request was refused at the HTTP level. [`HttpError::status`] and
@@ -106,7 +123,8 @@ pub(crate) enum HttpError {
     BadVersion { got: String },
     #[error("Mcp-Session-Id header is required (send initialize first)")]
     MissingSession,
-    /// Unknown, ended, malformed, or issued on another endpoint: all look alike.
+    /// Unknown, ended, malformed, issued on another endpoint or to another
+    /// principal: all look alike.
     #[error("session not found")]
     UnknownSession,
     #[error("no such virtual server")]
@@ -247,11 +265,13 @@ fn check_version_header(headers: &HeaderMap) -> Result<(), HttpError> {
     }
 }
 
-/// Finds the session a request names. Missing header → 400; unknown id, or
-/// an id created on another endpoint → 404, like any id we never issued.
+/// Finds the session a request names. Missing header → 400; an unknown id,
+/// or one created on another endpoint or by another principal → 404, like
+/// any id we never issued.
 fn find_session(
     app: &App,
     scope: &Scope,
+    who: &Principal,
     headers: &HeaderMap,
 ) -> Result<Arc<DownstreamSession>, HttpError> {
     let raw = headers
@@ -259,12 +279,18 @@ fn find_session(
         .ok_or(HttpError::MissingSession)?;
     raw.to_str()
         .ok()
-        .and_then(|id| app.sessions.get(id))
+        .and_then(|id| app.sessions.get_for(id, who))
         .filter(|s| &s.scope == scope)
         .ok_or(HttpError::UnknownSession)
 }
 
-async fn handle_post(app: &App, scope: Scope, headers: &HeaderMap, body: Body) -> Response {
+async fn handle_post(
+    app: &App,
+    scope: Scope,
+    who: &Principal,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
     if let Err(e) = check_content_type(headers) {
         return e.into_response();
     }
@@ -274,7 +300,7 @@ async fn handle_post(app: &App, scope: Scope, headers: &HeaderMap, body: Body) -
     };
     let message = match jsonrpc::parse(&bytes) {
         Ok(Parsed::Single(m)) => m,
-        Ok(Parsed::Batch(items)) => return handle_batch(app, &scope, headers, items).await,
+        Ok(Parsed::Batch(items)) => return handle_batch(app, &scope, who, headers, items).await,
         Err(e) => {
             let body = jsonrpc::error_body(e.id(), e.code(), &e.to_string(), None);
             return (
@@ -288,7 +314,7 @@ async fn handle_post(app: &App, scope: Scope, headers: &HeaderMap, body: Body) -
     let framing = framing(headers);
     if let Message::Request(req) = &message {
         if req.method == "initialize" {
-            return initialize(app, scope, framing, &req.id, req.params.as_deref());
+            return initialize(app, scope, who, framing, &req.id, req.params.as_deref());
         }
     }
     // A 2026-07-28 client opens with `server/discover`, without a session and
@@ -308,7 +334,7 @@ async fn handle_post(app: &App, scope: Scope, headers: &HeaderMap, body: Body) -
     if let Err(e) = check_version_header(headers) {
         return e.into_response();
     }
-    let session = match find_session(app, &scope, headers) {
+    let session = match find_session(app, &scope, who, headers) {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
@@ -341,6 +367,7 @@ async fn handle_post(app: &App, scope: Scope, headers: &HeaderMap, body: Body) -
 async fn handle_batch(
     app: &App,
     scope: &Scope,
+    who: &Principal,
     headers: &HeaderMap,
     items: Vec<Box<RawValue>>,
 ) -> Response {
@@ -353,7 +380,7 @@ async fn handle_batch(
         )
             .into_response();
     }
-    let session = match find_session(app, scope, headers) {
+    let session = match find_session(app, scope, who, headers) {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
@@ -408,6 +435,7 @@ async fn handle_batch(
 fn initialize(
     app: &App,
     scope: Scope,
+    who: &Principal,
     framing: Framing,
     id: &RawValue,
     params: Option<&RawValue>,
@@ -440,7 +468,9 @@ fn initialize(
     let client_params = params
         .map(ToOwned::to_owned)
         .unwrap_or_else(|| jsonrpc::raw("{}".into()));
-    let session = app.sessions.create(scope, version, client_params);
+    let session = app
+        .sessions
+        .create(scope, who.clone(), version, client_params);
     app.registry.open(&session.id);
     session.touch();
     let client = parsed
@@ -449,6 +479,7 @@ fn initialize(
         .unwrap_or("?");
     tracing::info!(
         session = %session.id,
+        principal = %who.id,
         protocol_version = version,
         client,
         "downstream session created"
@@ -466,7 +497,7 @@ fn initialize(
     resp
 }
 
-fn handle_get(app: &App, scope: Scope, headers: &HeaderMap) -> Response {
+fn handle_get(app: &App, scope: Scope, who: &Principal, headers: &HeaderMap) -> Response {
     let accepts_sse = headers
         .get_all(ACCEPT)
         .iter()
@@ -478,7 +509,7 @@ fn handle_get(app: &App, scope: Scope, headers: &HeaderMap) -> Response {
     if let Err(e) = check_version_header(headers) {
         return e.into_response();
     }
-    let session = match find_session(app, &scope, headers) {
+    let session = match find_session(app, &scope, who, headers) {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
@@ -519,8 +550,8 @@ fn handle_get(app: &App, scope: Scope, headers: &HeaderMap) -> Response {
         .into_response()
 }
 
-async fn handle_delete(app: &App, scope: Scope, headers: &HeaderMap) -> Response {
-    let session = match find_session(app, &scope, headers) {
+async fn handle_delete(app: &App, scope: Scope, who: &Principal, headers: &HeaderMap) -> Response {
+    let session = match find_session(app, &scope, who, headers) {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };

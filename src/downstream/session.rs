@@ -1,5 +1,9 @@
 //! Downstream MCP sessions: created by `initialize`, named by an unguessable
-//! `Mcp-Session-Id`, ended by DELETE (or, later, idle expiry).
+//! `Mcp-Session-Id`, ended by DELETE (or idle expiry).
+//!
+//! A session belongs to the principal that created it: presented by anyone
+//! else it does not exist (404, exactly as an unknown id), so a leaked or
+//! guessed id is useless without its owner's credentials.
 //!
 //! An ended id is removed for good: nothing here can revive it.
 
@@ -12,6 +16,7 @@ use dashmap::DashMap;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Principal;
 use crate::catalog::Scope;
 
 /// Session ids are 128 random bits as 32 lower-case hex digits.
@@ -21,6 +26,8 @@ pub struct DownstreamSession {
     pub id: String,
     /// The endpoint it was created on; it may only be used there.
     pub scope: Scope,
+    /// Who created it; only they may use it.
+    pub principal: Principal,
     pub protocol_version: &'static str,
     /// The client's `initialize` params, kept for forwarding upstream.
     pub client_params: Box<RawValue>,
@@ -54,6 +61,7 @@ impl SessionStore {
     pub fn create(
         &self,
         scope: Scope,
+        principal: Principal,
         protocol_version: &'static str,
         client_params: Box<RawValue>,
     ) -> Arc<DownstreamSession> {
@@ -61,6 +69,7 @@ impl SessionStore {
         let session = Arc::new(DownstreamSession {
             id: id.clone(),
             scope,
+            principal,
             protocol_version,
             client_params,
             created_at: Utc::now(),
@@ -71,6 +80,21 @@ impl SessionStore {
         });
         self.map.insert(id, Arc::clone(&session));
         session
+    }
+
+    /// The session `id` if `principal` owns it; `None` alike for ids never
+    /// issued, ended, malformed, or owned by someone else.
+    pub fn get_for(&self, id: &str, principal: &Principal) -> Option<Arc<DownstreamSession>> {
+        self.get(id).filter(|s| s.principal.id == principal.id)
+    }
+
+    /// Ids of the sessions `principal_id` owns.
+    pub fn owned_by(&self, principal_id: &str) -> Vec<String> {
+        self.map
+            .iter()
+            .filter(|e| &*e.value().principal.id == principal_id)
+            .map(|e| e.key().clone())
+            .collect()
     }
 
     /// Looks an id up; ids that are not of our shape are rejected before the lookup.
@@ -128,11 +152,16 @@ mod tests {
     fn ids_are_unique_and_well_formed() {
         let store = SessionStore::default();
         let raw = crate::jsonrpc::to_raw(&serde_json::json!({}));
-        let a = store.create(Scope::All, "2025-11-25", raw.clone());
-        let b = store.create(Scope::All, "2025-11-25", raw);
+        let alice = Principal::api_token("a", "alice", false);
+        let bob = Principal::api_token("b", "bob", false);
+        let a = store.create(Scope::All, alice.clone(), "2025-11-25", raw.clone());
+        let b = store.create(Scope::All, alice.clone(), "2025-11-25", raw);
         assert_ne!(a.id, b.id);
         assert!(well_formed(&a.id));
         assert!(store.get(&a.id).is_some());
+        assert!(store.get_for(&a.id, &alice).is_some());
+        assert!(store.get_for(&a.id, &bob).is_none());
+        assert_eq!(store.owned_by(&alice.id).len(), 2);
         assert!(store.get("../../etc/passwd").is_none());
         assert!(store.remove(&a.id).is_some());
         assert!(a.ended.is_cancelled());

@@ -13,4 +13,5 @@ mod isolation;
 mod lifecycle;
 mod protected_resource;
 mod python_sdk;
+mod session_binding;
 mod upstream_failures;
