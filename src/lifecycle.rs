@@ -174,7 +174,8 @@ pub async fn sync_declared_gateways(
             Some(g)
                 if g.connection == spec.connection
                     && g.description == spec.description
-                    && g.tags == spec.tags => {}
+                    && g.tags == spec.tags
+                    && g.passthrough_headers == spec.passthrough_headers => {}
             Some(g) => {
                 let found = upstream::discover(app.registry.connector(), &spec.connection).await;
                 let tools = found.as_ref().ok().map(|f| f.tools.clone());
@@ -187,6 +188,7 @@ pub async fn sync_declared_gateways(
                             g.connection = spec.connection;
                             g.description = spec.description;
                             g.tags = spec.tags;
+                            g.passthrough_headers = spec.passthrough_headers;
                             g.declared = true;
                             match found {
                                 Ok(f) => {

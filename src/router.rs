@@ -14,9 +14,10 @@ use serde_json::{Map, Value};
 use tracing::Instrument;
 
 use crate::app::App;
-use crate::catalog::Scope;
+use crate::catalog::{Gateway, Scope};
 use crate::downstream::session::DownstreamSession;
 use crate::jsonrpc::{self, code, Request};
+use crate::passthrough;
 use crate::registry::RegistryError;
 use crate::trace::TraceContext;
 use crate::upstream::{self, Reply, UpstreamError};
@@ -86,6 +87,41 @@ pub fn implements(method: &str) -> bool {
 #[derive(Clone, Debug, Default)]
 pub struct RequestContext {
     pub trace: Option<TraceContext>,
+    /// The downstream request's headers. Only `passthrough::select` reads
+    /// them for an upstream request, with the gateway's allow-list.
+    pub downstream_headers: HeaderMap,
+}
+
+impl RequestContext {
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        Self {
+            trace: TraceContext::from_headers(headers),
+            downstream_headers: headers.clone(),
+        }
+    }
+}
+
+/// The headers an upstream request carries besides the gateway's own: the
+/// allowed downstream ones (the gateway's list, else the global default)
+/// and the trace context, which also goes into `params._meta`.
+pub fn upstream_headers(
+    app: &App,
+    gateway: &Gateway,
+    ctx: &RequestContext,
+    params: Option<&mut Map<String, Value>>,
+) -> HeaderMap {
+    let allowed = gateway
+        .passthrough_headers
+        .as_deref()
+        .unwrap_or(&app.settings.security.passthrough_headers);
+    let mut headers = passthrough::select(&ctx.downstream_headers, allowed);
+    if let Some(t) = &ctx.trace {
+        if let Some(params) = params {
+            t.annotate(params);
+        }
+        headers.extend(t.headers());
+    }
+    headers
 }
 
 /// How a routed call reaches its upstream.
@@ -199,13 +235,7 @@ pub async fn call_tool(
         });
     }
     params.insert("name".to_owned(), Value::String(tool.original_name.clone()));
-    let headers = match &ctx.trace {
-        Some(t) => {
-            t.annotate(&mut params);
-            t.headers()
-        }
-        None => HeaderMap::new(),
-    };
+    let headers = upstream_headers(app, gateway, ctx, Some(&mut params));
     let upstream_params = jsonrpc::to_raw(&params);
     let upstream_error = |source| RouteError::Upstream {
         gateway: gateway.name.clone(),
@@ -218,6 +248,7 @@ pub async fn call_tool(
             &gateway.connection,
             "tools/call",
             Some(upstream_params),
+            headers,
         )
         .await
         .map_err(upstream_error),

@@ -3,7 +3,8 @@
 //! Registration and connection edits talk to the upstream first (initialize +
 //! tools/list) and store nothing if it cannot be reached. Edits that change
 //! how the gateway connects, removal and disabling close the gateway's live
-//! upstream sessions; cosmetic edits close nothing.
+//! upstream sessions; cosmetic edits close nothing, and neither does a new
+//! `passthrough_headers` list (it is applied per request).
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use serde_json::{json, Value};
 use super::{parse_body, ApiError};
 use crate::app::App;
 use crate::catalog::{self, Connection, Gateway, GatewaySpec, Transport};
+use crate::passthrough;
 use crate::registry::EvictReason;
 use crate::upstream;
 
@@ -36,6 +38,9 @@ struct CreateBody {
     transport: Option<String>,
     description: Option<String>,
     tags: Option<Vec<String>>,
+    /// Downstream headers forwarded to this gateway; absent or null: the global default.
+    #[serde(alias = "passthroughHeaders")]
+    passthrough_headers: Option<Vec<String>>,
 }
 
 /// Every field optional: PUT is a partial update.
@@ -48,6 +53,27 @@ struct UpdateBody {
     tags: Option<Vec<String>>,
     #[serde(alias = "isActive", alias = "is_active")]
     enabled: Option<bool>,
+    /// Absent: unchanged; `null`: back to the global default; a list: this list.
+    #[serde(default, alias = "passthroughHeaders", deserialize_with = "present")]
+    passthrough_headers: Option<Option<Vec<String>>>,
+}
+
+/// Tells a field sent as `null` (`Some(None)`) from one not sent (`None`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+fn validate_passthrough(list: Option<Vec<String>>) -> Result<Option<Vec<String>>, ApiError> {
+    list.map(|l| passthrough::validate_names(&l))
+        .transpose()
+        .map_err(|reason| ApiError::Invalid {
+            path: "passthrough_headers".into(),
+            reason,
+        })
 }
 
 fn parse_transport(t: Option<&str>) -> Result<Transport, ApiError> {
@@ -81,6 +107,7 @@ pub fn gateway_json(app: &App, g: &Gateway) -> Value {
         "protocolVersion": g.protocol_version,
         "toolCount": tool_count,
         "authType": Value::Null,
+        "passthroughHeaders": g.passthrough_headers,
         "createdAt": g.created_at,
         "updatedAt": g.updated_at,
         "lastSeen": g.last_seen,
@@ -115,13 +142,14 @@ async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let req: CreateBody = parse_body(&body)?;
     let transport = parse_transport(req.transport.as_deref())?;
-    let spec = GatewaySpec::new(
+    let mut spec = GatewaySpec::new(
         req.name,
         req.url,
         transport,
         req.description,
         req.tags.unwrap_or_default(),
     )?;
+    spec.passthrough_headers = validate_passthrough(req.passthrough_headers)?;
     // A cheap 409 before spending a round trip on the upstream; the catalog checks again under its lock.
     if app
         .catalog
@@ -159,6 +187,10 @@ async fn update(
         })?;
     let name = req.name.map(catalog::validate_name).transpose()?;
     let tags = req.tags.map(catalog::validate_tags).transpose()?;
+    let passthrough_headers = req
+        .passthrough_headers
+        .map(validate_passthrough)
+        .transpose()?;
     let connection = Connection {
         url: match &req.url {
             Some(u) => catalog::validate_url(u)?,
@@ -194,6 +226,9 @@ async fn update(
                 }
                 if let Some(t) = tags {
                     g.tags = t;
+                }
+                if let Some(p) = passthrough_headers {
+                    g.passthrough_headers = p;
                 }
                 g.connection = connection;
                 g.enabled = enabled;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
@@ -11,6 +12,7 @@ use serde_json::{json, Value};
 use super::{parse_body, ApiError};
 use crate::app::App;
 use crate::catalog::Tool;
+use crate::router::{self, RequestContext};
 use crate::upstream::{self, Reply};
 
 pub fn routes() -> Router<Arc<App>> {
@@ -26,6 +28,7 @@ pub fn routes() -> Router<Arc<App>> {
 async fn invoke(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let tool = app
@@ -60,12 +63,17 @@ async fn invoke(
             what: format!("tool {id} (its gateway is disabled)"),
         });
     }
-    let params = crate::jsonrpc::to_raw(&json!({"name": tool.original_name, "arguments": args}));
+    let mut params = serde_json::Map::new();
+    params.insert("name".into(), Value::String(tool.original_name.clone()));
+    params.insert("arguments".into(), args);
+    let ctx = RequestContext::from_headers(&headers);
+    let headers = router::upstream_headers(&app, &tool.gateway, &ctx, Some(&mut params));
     let Reply(outcome) = upstream::call_once(
         app.registry.connector(),
         &tool.gateway.connection,
         "tools/call",
-        Some(params),
+        Some(crate::jsonrpc::to_raw(&params)),
+        headers,
     )
     .await
     .map_err(|source| ApiError::Unreachable { source })?;

@@ -230,6 +230,7 @@ impl Catalog {
             updated_at: now,
             last_seen: None,
             last_error: None,
+            passthrough_headers: spec.passthrough_headers,
             declared: spec.declared,
         };
         let tools = match found {

@@ -183,6 +183,10 @@ pub struct Gateway {
     pub updated_at: DateTime<Utc>,
     pub last_seen: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    /// Downstream headers forwarded to it; `None` means the global default.
+    /// Applied per request, hence deliberately not part of [`Connection`]:
+    /// changing it closes no upstream session.
+    pub passthrough_headers: Option<Vec<String>>,
     pub declared: bool,
 }
 

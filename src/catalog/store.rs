@@ -129,11 +129,13 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO gateways (id, name, slug, url, transport, description, tags, enabled, reachable,
-                capabilities, server_info, protocol_version, created_at, updated_at, last_seen, last_error, declared)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+                capabilities, server_info, protocol_version, created_at, updated_at, last_seen, last_error, declared,
+                passthrough_headers)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
              ON CONFLICT(id) DO UPDATE SET name = ?2, slug = ?3, url = ?4, transport = ?5, description = ?6,
                 tags = ?7, enabled = ?8, reachable = ?9, capabilities = ?10, server_info = ?11,
-                protocol_version = ?12, updated_at = ?14, last_seen = ?15, last_error = ?16, declared = ?17",
+                protocol_version = ?12, updated_at = ?14, last_seen = ?15, last_error = ?16, declared = ?17,
+                passthrough_headers = ?18",
         )
         .bind(&g.id)
         .bind(&g.name)
@@ -152,6 +154,7 @@ impl Store {
         .bind(g.last_seen.map(|t| t.to_rfc3339()))
         .bind(&g.last_error)
         .bind(g.declared)
+        .bind(g.passthrough_headers.as_ref().map(json_text))
         .execute(&mut *tx)
         .await?;
         if let Some(tools) = tools {
@@ -317,6 +320,12 @@ fn gateway_from_row(row: &SqliteRow) -> Result<Gateway, StoreError> {
         updated_at: time(row, "updated_at")?,
         last_seen: opt_time(row, "last_seen")?,
         last_error: row.try_get("last_error")?,
+        passthrough_headers: {
+            let s: Option<String> = row.try_get("passthrough_headers")?;
+            s.map(|s| serde_json::from_str(&s))
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(format!("passthrough_headers: {e}")))?
+        },
         declared: row.try_get("declared")?,
     })
 }

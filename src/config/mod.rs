@@ -702,5 +702,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("gateways[0].url"), "{err}");
+        let file: FileConfig = toml::from_str(
+            "[[gateways]]\nname = \"x\"\nurl = \"http://h/mcp\"\npassthrough_headers = [\"Cookie\"]",
+        )
+        .unwrap();
+        let err = Settings::merge(&ServeArgs::default(), file)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("gateways[0].passthrough_headers"), "{err}");
+        let file: FileConfig = toml::from_str(
+            "passthrough_headers = [\"X-Tenant\"]\n[[gateways]]\nname = \"x\"\nurl = \"http://h/mcp\"\npassthrough_headers = []",
+        )
+        .unwrap();
+        let s = Settings::merge(&ServeArgs::default(), file).unwrap();
+        assert_eq!(s.security.passthrough_headers, ["x-tenant"]);
+        assert_eq!(s.gateways[0].passthrough_headers, Some(vec![]));
     }
 }

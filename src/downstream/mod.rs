@@ -30,7 +30,6 @@ use crate::jsonrpc::{self, code, Message, Parsed};
 use crate::mcp;
 use crate::registry::EvictReason;
 use crate::sse;
-use crate::trace::TraceContext;
 use session::DownstreamSession;
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -341,9 +340,7 @@ async fn handle_post(
     session.touch();
     match message {
         Message::Request(req) => {
-            let ctx = crate::router::RequestContext {
-                trace: TraceContext::from_headers(headers),
-            };
+            let ctx = crate::router::RequestContext::from_headers(headers);
             let body = crate::router::handle(app, &session, req, &ctx).await;
             respond(framing, body)
         }
@@ -388,9 +385,7 @@ async fn handle_batch(
         return HttpError::Batch.into_response();
     }
     session.touch();
-    let ctx = crate::router::RequestContext {
-        trace: TraceContext::from_headers(headers),
-    };
+    let ctx = crate::router::RequestContext::from_headers(headers);
     let answers = items.into_iter().map(|item| {
         let session = Arc::clone(&session);
         let ctx = &ctx;

@@ -13,7 +13,6 @@ use super::{check_content_type, read_body, HttpError};
 use crate::app::App;
 use crate::jsonrpc::{self, code, Message, Parsed};
 use crate::router::{self, RequestContext};
-use crate::trace::TraceContext;
 
 pub async fn post(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
     if let Err(e) = check_content_type(&headers) {
@@ -41,9 +40,7 @@ pub async fn post(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -
         );
         return json(StatusCode::OK, body);
     }
-    let ctx = RequestContext {
-        trace: TraceContext::from_headers(&headers),
-    };
+    let ctx = RequestContext::from_headers(&headers);
     json(
         StatusCode::OK,
         router::handle_sessionless(&app, req, &ctx).await,

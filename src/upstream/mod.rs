@@ -139,18 +139,19 @@ async fn list_tools(session: &UpstreamSession) -> Result<Vec<Value>, UpstreamErr
     })
 }
 
-/// One call on a session of its own: initialize, the request, close. For
-/// callers without a downstream session (`/rpc`, `/tools/{id}/invoke`); the
-/// registry never sees it.
+/// One call on a session of its own: initialize, the request (with
+/// `headers` on it alone), close. For callers without a downstream session
+/// (`/rpc`, `/tools/{id}/invoke`); the registry never sees it.
 pub async fn call_once(
     connector: &Connector,
     connection: &Connection,
     method: &str,
     params: Option<Box<RawValue>>,
+    headers: reqwest::header::HeaderMap,
 ) -> Result<Reply, UpstreamError> {
     let (session, task) =
         UpstreamSession::connect(connector, "(per-call)", connection, &initialize_params()).await?;
-    let result = session.request(method, params).await;
+    let result = session.request_with_headers(method, params, headers).await;
     drop(session);
     task.close(connector.close_timeout).await;
     result

@@ -9,6 +9,7 @@ mod auth;
 mod bad_input;
 mod binary;
 mod endpoints;
+mod header_hygiene;
 mod isolation;
 mod lifecycle;
 mod protected_resource;
