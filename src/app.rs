@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{Auth, AuthStartError};
 use crate::catalog::{Catalog, CatalogError, Store};
 use crate::config::Settings;
+use crate::downstream::limits::InflightLimits;
 use crate::downstream::session::SessionStore;
 use crate::metrics::Metrics;
 use crate::registry::UpstreamSessionRegistry;
@@ -20,6 +21,8 @@ pub struct App {
     pub catalog: Catalog,
     pub registry: UpstreamSessionRegistry,
     pub sessions: SessionStore,
+    /// In-flight request slots per principal.
+    pub inflight: InflightLimits,
     pub metrics: Arc<Metrics>,
     /// Cancelled when the gateway shuts down; long-lived streams end with it.
     pub shutdown: CancellationToken,
@@ -63,12 +66,15 @@ impl App {
             settings.lifecycle.upstream_idle_validation,
             Arc::clone(&metrics),
         );
+        let sessions = SessionStore::new(settings.limits.max_inflight_per_session);
+        let inflight = InflightLimits::new(settings.limits.max_inflight_per_principal);
         Ok(Arc::new(App {
             settings,
             auth,
             catalog,
             registry,
-            sessions: SessionStore::default(),
+            sessions,
+            inflight,
             metrics,
             shutdown,
             upstream_init_params: upstream::initialize_params(),

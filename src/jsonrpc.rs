@@ -21,6 +21,8 @@ pub mod code {
     pub const UPSTREAM_SESSION_EXPIRED: i64 = -32001;
     /// The upstream did not answer in time.
     pub const UPSTREAM_TIMEOUT: i64 = -32002;
+    /// Too many requests in flight for the session or principal (HTTP 429).
+    pub const TOO_BUSY: i64 = -32003;
 }
 
 /// One JSON-RPC message as it arrived, classified.
@@ -107,6 +109,39 @@ fn valid_id(id: &RawValue) -> bool {
         Some(b'-' | b'0'..=b'9') => s.parse::<i64>().is_ok(),
         _ => false,
     }
+}
+
+/// Whether `body` nests arrays and objects deeper than `max` levels (the
+/// outermost value is level 1). A linear scan that skips over strings, run
+/// before parsing: a hostile body costs no recursion and no allocation.
+pub fn nested_deeper_than(body: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in body {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Parses one message. A JSON array (a 2025-03-26 batch) is reported as
@@ -327,6 +362,16 @@ mod tests {
         let r: serde_json::Value =
             serde_json::from_str(&request_body(7, "tools/call", Some(&res))).unwrap();
         assert_eq!(r["params"]["x"][0], 1);
+    }
+
+    #[test]
+    fn nesting_depth_is_measured_outside_strings() {
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(!nested_deeper_than(nested(64).as_bytes(), 64));
+        assert!(nested_deeper_than(nested(65).as_bytes(), 64));
+        assert!(!nested_deeper_than(br#"{"a":"[[[[[[\"[[[[[["}"#, 2));
+        assert!(nested_deeper_than(br#"{"a":{"b":[1]}}"#, 2));
+        assert!(!nested_deeper_than(br#"{"a":{"b":1},"c":[2]}"#, 2));
     }
 
     #[test]

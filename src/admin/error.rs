@@ -19,6 +19,8 @@ pub enum ApiError {
     Conflict { reason: String },
     #[error("{path}: {reason}")]
     Invalid { path: String, reason: String },
+    #[error("{reason}")]
+    BadRequest { reason: String },
     #[error("cannot reach the upstream MCP server: {source}")]
     Unreachable {
         #[source]
@@ -75,6 +77,9 @@ impl IntoResponse for ApiError {
                 (StatusCode::NOT_FOUND, json!({ "detail": self.to_string() }))
             }
             ApiError::Conflict { reason } => (StatusCode::CONFLICT, json!({ "detail": reason })),
+            ApiError::BadRequest { reason } => {
+                (StatusCode::BAD_REQUEST, json!({ "detail": reason }))
+            }
             ApiError::Invalid { path, reason } => {
                 let loc: Vec<&str> = std::iter::once("body")
                     .chain(path.split('.').filter(|p| !p.is_empty()))

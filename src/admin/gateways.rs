@@ -140,7 +140,7 @@ async fn create(
     State(app): State<Arc<App>>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let req: CreateBody = parse_body(&body)?;
+    let req: CreateBody = parse_body(&app, &body)?;
     let transport = parse_transport(req.transport.as_deref())?;
     let mut spec = GatewaySpec::new(
         req.name,
@@ -176,7 +176,7 @@ async fn update(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let req: UpdateBody = parse_body(&body)?;
+    let req: UpdateBody = parse_body(&app, &body)?;
     let current = app
         .catalog
         .snapshot()

@@ -61,8 +61,15 @@ async fn version(axum::extract::State(app): axum::extract::State<Arc<App>>) -> J
     }))
 }
 
-/// Parses a JSON body, naming the offending field on failure (422).
-fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+/// Parses a JSON body, naming the offending field on failure (422); nesting
+/// deeper than the configured limit is refused (400) before parsing.
+fn parse_body<T: DeserializeOwned>(app: &App, body: &Bytes) -> Result<T, ApiError> {
+    let depth = app.settings.limits.max_json_depth;
+    if crate::jsonrpc::nested_deeper_than(body, depth) {
+        return Err(ApiError::BadRequest {
+            reason: format!("JSON nested deeper than {depth} levels"),
+        });
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let inner = e.inner().to_string();

@@ -63,8 +63,8 @@ struct ServerBody {
 }
 
 /// ContextForge accepts `{"server": {...}}` as well as the bare object.
-fn unwrap_envelope(body: &Bytes) -> Result<Bytes, ApiError> {
-    let v: Value = parse_body(body)?;
+fn unwrap_envelope(app: &App, body: &Bytes) -> Result<Bytes, ApiError> {
+    let v: Value = parse_body(app, body)?;
     match v {
         Value::Object(mut m) if m.len() == 1 && m.get("server").is_some_and(Value::is_object) => {
             let inner = m.remove("server").unwrap_or(Value::Null);
@@ -112,7 +112,7 @@ async fn create(
     State(app): State<Arc<App>>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let req: ServerBody = parse_body(&unwrap_envelope(&body)?)?;
+    let req: ServerBody = parse_body(&app, &unwrap_envelope(&app, &body)?)?;
     let name = req.name.ok_or_else(|| ApiError::Invalid {
         path: "name".into(),
         reason: "field required".into(),
@@ -134,7 +134,7 @@ async fn update(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let req: ServerBody = parse_body(&unwrap_envelope(&body)?)?;
+    let req: ServerBody = parse_body(&app, &unwrap_envelope(&app, &body)?)?;
     let name = req.name.map(catalog::validate_name).transpose()?;
     let tags = req.tags.map(catalog::validate_tags).transpose()?;
     let server = app

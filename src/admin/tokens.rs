@@ -48,7 +48,7 @@ async fn create(
     Extension(caller): Extension<Principal>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let req: CreateBody = parse_body(&body)?;
+    let req: CreateBody = parse_body(&app, &body)?;
     let lifetime = match req.expires {
         None => None,
         Some(Expiry::Seconds(s)) => Some(std::time::Duration::from_secs(s)),

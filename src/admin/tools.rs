@@ -42,7 +42,7 @@ async fn invoke(
     let args: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
-        parse_body(&body)?
+        parse_body(&app, &body)?
     };
     let args = match args {
         Value::Object(mut m)

@@ -250,7 +250,7 @@ pub struct ServeArgs {
     /// comma-separated. Authorization, Cookie, Host, Mcp-Session-Id and hop-by-hop headers never are.
     #[arg(long, env = "SWITCHYARD_PASSTHROUGH_HEADERS", value_delimiter = ',')]
     pub passthrough_headers: Option<Vec<String>>,
-    /// Deepest nesting of JSON arrays/objects accepted in a request body [default: 64].
+    /// Deepest nesting of JSON arrays/objects accepted in a request body, 2 to 128 [default: 64].
     #[arg(long, env = "SWITCHYARD_MAX_JSON_DEPTH")]
     pub max_json_depth: Option<usize>,
     /// Requests one MCP session may have in flight; more get 429 with Retry-After [default: 32].
@@ -348,11 +348,7 @@ impl Settings {
         }
         let limits = Limits {
             max_body_bytes,
-            max_json_depth: at_least(
-                "max_json_depth",
-                args.max_json_depth.or(file.max_json_depth).unwrap_or(64),
-                2,
-            )?,
+            max_json_depth: json_depth(args.max_json_depth.or(file.max_json_depth).unwrap_or(64))?,
             max_inflight_per_session: at_least(
                 "max_inflight_per_session",
                 args.max_inflight_per_session
@@ -496,6 +492,18 @@ impl Settings {
         Settings::merge(&args, FileConfig::default())
             .unwrap_or_else(|e| panic!("default settings invalid: {e}"))
     }
+}
+
+/// serde_json refuses nesting beyond 128 levels on its own; a larger limit
+/// would only turn our clear answer into a parse error.
+fn json_depth(v: usize) -> Result<usize, ConfigError> {
+    if !(2..=128).contains(&v) {
+        return Err(ConfigError::Invalid {
+            field: "max_json_depth".into(),
+            reason: "must be between 2 and 128".into(),
+        });
+    }
+    Ok(v)
 }
 
 fn at_least(field: &str, v: usize, min: usize) -> Result<usize, ConfigError> {

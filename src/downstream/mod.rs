@@ -5,6 +5,7 @@
 //! framing, session lookup. What a method does is `router`'s business.
 
 mod guard;
+pub mod limits;
 mod rpc;
 pub mod session;
 
@@ -19,7 +20,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Router};
-use futures_util::stream;
+use futures_util::{stream, StreamExt};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
@@ -116,6 +117,10 @@ pub(crate) enum HttpError {
     UnsupportedMediaType { content_type: String },
     #[error("request body exceeds the {limit}-byte limit")]
     TooLarge { limit: usize },
+    #[error("JSON nested deeper than {limit} levels")]
+    TooDeep { limit: usize },
+    #[error("too many requests in flight for this {whose} (limit {limit}); retry later")]
+    TooBusy { whose: &'static str, limit: usize },
     #[error("JSON-RPC batches are only accepted on 2025-03-26 sessions (later revisions removed them); send one message per POST")]
     Batch,
     #[error("unsupported MCP-Protocol-Version {got:?}; supported: {}", mcp::DOWNSTREAM_VERSIONS.join(", "))]
@@ -137,9 +142,11 @@ impl HttpError {
         match self {
             HttpError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             HttpError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            HttpError::Batch | HttpError::BadVersion { .. } | HttpError::MissingSession => {
-                StatusCode::BAD_REQUEST
-            }
+            HttpError::Batch
+            | HttpError::BadVersion { .. }
+            | HttpError::MissingSession
+            | HttpError::TooDeep { .. } => StatusCode::BAD_REQUEST,
+            HttpError::TooBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
             HttpError::UnknownSession | HttpError::UnknownServer => StatusCode::NOT_FOUND,
             HttpError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
         }
@@ -148,7 +155,9 @@ impl HttpError {
     fn code(&self) -> i64 {
         match self {
             HttpError::UnknownSession => code::UPSTREAM_SESSION_EXPIRED,
+            HttpError::TooBusy { .. } => code::TOO_BUSY,
             HttpError::UnsupportedMediaType { .. }
+            | HttpError::TooDeep { .. }
             | HttpError::TooLarge { .. }
             | HttpError::Batch
             | HttpError::BadVersion { .. }
@@ -159,15 +168,26 @@ impl HttpError {
     }
 }
 
+/// In-flight requests of a busy client finish in about an upstream round
+/// trip; a second is a fair first wait.
+const RETRY_AFTER_SECS: &str = "1";
+
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let body = jsonrpc::error_body(None, self.code(), &self.to_string(), None);
-        (
+        let mut resp = (
             self.status(),
             [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
             body,
         )
-            .into_response()
+            .into_response();
+        if matches!(self, HttpError::TooBusy { .. }) {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        resp
     }
 }
 
@@ -220,7 +240,8 @@ fn respond(framing: Framing, body: String) -> Response {
     }
 }
 
-/// Reads the body up to the configured limit; larger gets 413 before parsing.
+/// Reads the body up to the configured limits: larger gets 413, deeper
+/// nesting 400 — both before anything parses it.
 pub(crate) async fn read_body(
     app: &App,
     headers: &HeaderMap,
@@ -235,9 +256,14 @@ pub(crate) async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, limit)
+    let bytes = axum::body::to_bytes(body, limit)
         .await
-        .map_err(|_| too_large())
+        .map_err(|_| too_large())?;
+    let depth = app.settings.limits.max_json_depth;
+    if jsonrpc::nested_deeper_than(&bytes, depth) {
+        return Err(HttpError::TooDeep { limit: depth });
+    }
+    Ok(bytes)
 }
 
 pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), HttpError> {
@@ -293,6 +319,11 @@ async fn handle_post(
     if let Err(e) = check_content_type(headers) {
         return e.into_response();
     }
+    // Held until the answer is built: reading the body is already in flight.
+    let _principal_slot = match app.inflight.principal(who) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
     let bytes = match read_body(app, headers, body).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
@@ -337,6 +368,11 @@ async fn handle_post(
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
+    let _session_slot =
+        match limits::InflightLimits::session(&session.inflight, app.sessions.max_inflight()) {
+            Ok(p) => p,
+            Err(e) => return e.into_response(),
+        };
     session.touch();
     match message {
         Message::Request(req) => {
@@ -384,6 +420,11 @@ async fn handle_batch(
     if session.protocol_version != "2025-03-26" {
         return HttpError::Batch.into_response();
     }
+    let _session_slot =
+        match limits::InflightLimits::session(&session.inflight, app.sessions.max_inflight()) {
+            Ok(p) => p,
+            Err(e) => return e.into_response(),
+        };
     session.touch();
     let ctx = crate::router::RequestContext::from_headers(headers);
     let answers = items.into_iter().map(|item| {
@@ -415,11 +456,13 @@ async fn handle_batch(
             }
         }
     });
-    let bodies: Vec<String> = futures_util::future::join_all(answers)
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
+    // The batch holds one of the session's slots; its requests run at most
+    // as many at a time as a session may have in flight, in request order.
+    let bodies: Vec<String> =
+        futures_util::StreamExt::buffered(stream::iter(answers), app.sessions.max_inflight())
+            .filter_map(|b| async move { b })
+            .collect()
+            .await;
     if bodies.is_empty() {
         return StatusCode::ACCEPTED.into_response();
     }

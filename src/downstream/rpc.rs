@@ -8,16 +8,27 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 
 use super::{check_content_type, read_body, HttpError};
 use crate::app::App;
+use crate::auth::Principal;
 use crate::jsonrpc::{self, code, Message, Parsed};
 use crate::router::{self, RequestContext};
 
-pub async fn post(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+pub async fn post(
+    State(app): State<Arc<App>>,
+    Extension(who): Extension<Principal>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     if let Err(e) = check_content_type(&headers) {
         return e.into_response();
     }
+    let _principal_slot = match app.inflight.principal(&who) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
     let bytes = match read_body(&app, &headers, body).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),

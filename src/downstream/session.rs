@@ -14,6 +14,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use serde_json::value::RawValue;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Principal;
@@ -35,6 +36,8 @@ pub struct DownstreamSession {
     pub initialized: AtomicBool,
     /// Cancelled when the session ends; its GET streams close with it.
     pub ended: CancellationToken,
+    /// Slots for its in-flight requests (`limits.rs`).
+    pub inflight: Arc<Semaphore>,
     born: Instant,
     /// Milliseconds since `born` at the last request.
     last_active_ms: AtomicU64,
@@ -52,12 +55,30 @@ impl DownstreamSession {
     }
 }
 
-#[derive(Default)]
 pub struct SessionStore {
     map: DashMap<String, Arc<DownstreamSession>>,
+    /// Requests one session may have in flight.
+    max_inflight: usize,
+}
+
+impl Default for SessionStore {
+    fn default() -> Self {
+        Self::new(32)
+    }
 }
 
 impl SessionStore {
+    pub fn new(max_inflight: usize) -> Self {
+        Self {
+            map: DashMap::new(),
+            max_inflight,
+        }
+    }
+
+    pub fn max_inflight(&self) -> usize {
+        self.max_inflight
+    }
+
     pub fn create(
         &self,
         scope: Scope,
@@ -75,6 +96,7 @@ impl SessionStore {
             created_at: Utc::now(),
             initialized: AtomicBool::new(false),
             ended: CancellationToken::new(),
+            inflight: Arc::new(Semaphore::new(self.max_inflight)),
             born: Instant::now(),
             last_active_ms: AtomicU64::new(0),
         });

@@ -12,6 +12,7 @@ mod endpoints;
 mod header_hygiene;
 mod isolation;
 mod lifecycle;
+mod limits;
 mod protected_resource;
 mod python_sdk;
 mod session_binding;
