@@ -53,8 +53,12 @@ impl App {
             .map_err(CatalogError::from)?;
         let auth = Auth::new(&settings.security.auth, store.pool()).await?;
         let catalog = Catalog::open(store, settings.tool_name_separator.clone()).await?;
+        let egress = upstream::egress::Policy {
+            allow_private: settings.security.allow_private_upstreams,
+        };
         let connector = Connector {
-            client: upstream::http::client()?,
+            client: upstream::http::client(egress)?,
+            egress,
             request_timeout: settings.timeouts.upstream_request,
             connect_timeout: settings.timeouts.upstream_connect,
             close_timeout: settings.timeouts.shutdown,

@@ -1,6 +1,7 @@
 //! `/gateways`: registering, editing and removing upstream MCP servers.
 //!
-//! Registration and connection edits talk to the upstream first (initialize +
+//! Registration and connection edits check the URL against the SSRF guard
+//! (`upstream/egress.rs`), then talk to the upstream (initialize +
 //! tools/list) and store nothing if it cannot be reached. Edits that change
 //! how the gateway connects, removal and disabling close the gateway's live
 //! upstream sessions; cosmetic edits close nothing, and neither does a new
@@ -65,6 +66,19 @@ where
     T: Deserialize<'de>,
 {
     Option::<T>::deserialize(d).map(Some)
+}
+
+/// The SSRF guard, before any connection: 422 naming `url` and why.
+async fn check_egress(app: &App, url: &reqwest::Url) -> Result<(), ApiError> {
+    app.registry
+        .connector()
+        .egress
+        .check_url(url)
+        .await
+        .map_err(|e| ApiError::Invalid {
+            path: "url".into(),
+            reason: e.to_string(),
+        })
 }
 
 fn validate_passthrough(list: Option<Vec<String>>) -> Result<Option<Vec<String>>, ApiError> {
@@ -150,6 +164,7 @@ async fn create(
         req.tags.unwrap_or_default(),
     )?;
     spec.passthrough_headers = validate_passthrough(req.passthrough_headers)?;
+    check_egress(&app, &spec.connection.url).await?;
     // A cheap 409 before spending a round trip on the upstream; the catalog checks again under its lock.
     if app
         .catalog
@@ -201,6 +216,9 @@ async fn update(
             None => current.connection.transport,
         },
     };
+    if connection.url != current.connection.url {
+        check_egress(&app, &connection.url).await?;
+    }
     let enabled = req.enabled.unwrap_or(current.enabled);
     // A new way of connecting must work before it replaces the old one.
     let found = if connection != current.connection || (enabled && !current.enabled) {

@@ -252,9 +252,13 @@ pub async fn delete(
 }
 
 /// Builds the shared upstream HTTP client: pooled keep-alive connections,
-/// HTTP/2 when the upstream offers it over TLS.
-pub fn client() -> Result<reqwest::Client, reqwest::Error> {
+/// HTTP/2 when the upstream offers it over TLS, and names resolved under the
+/// egress policy (a name resolving to a refused address cannot be connected to).
+pub fn client(egress: super::egress::Policy) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
+        .dns_resolver(std::sync::Arc::new(super::egress::GuardedResolver {
+            policy: egress,
+        }))
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(1024)
         .tcp_nodelay(true)

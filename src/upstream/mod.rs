@@ -1,6 +1,7 @@
 //! Talking to upstream MCP servers.
 //!
 //! - `http`: the Streamable HTTP client wire protocol (POST, SSE answers, DELETE).
+//! - `egress`: the SSRF guard: which addresses upstream connections may reach.
 //! - `session`: one live upstream MCP session, owned by its own task.
 //! - [`discover`]: a short-lived session to learn what an upstream offers.
 //!
@@ -10,6 +11,7 @@
 //! to end and owns its session recovery, so we keep a thin client of our own
 //! over reqwest; rmcp would still fit a future typed admin client.
 
+pub mod egress;
 pub mod http;
 mod session;
 
@@ -69,6 +71,8 @@ pub struct Connector {
     pub connect_timeout: Duration,
     /// How long a closing session may spend on its DELETE.
     pub close_timeout: Duration,
+    /// Which addresses may be connected to; `client` resolves names under it.
+    pub egress: egress::Policy,
 }
 
 /// The `initialize` params the gateway sends upstream.

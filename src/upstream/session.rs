@@ -74,6 +74,14 @@ impl UpstreamSession {
         connection: &Connection,
         init_params: &RawValue,
     ) -> Result<(UpstreamSession, SessionTask), UpstreamError> {
+        // Names are checked by the client's resolver on every connection;
+        // IP literals are never resolved, so they are checked here.
+        connector
+            .egress
+            .check_host(connection.url.host_str().unwrap_or_default())
+            .map_err(|e| UpstreamError::Transport {
+                reason: format!("refused by the SSRF guard: {e}"),
+            })?;
         let base = Endpoint::new(connection.url.clone());
         let body = jsonrpc::request_body(0, "initialize", Some(init_params));
         let mut ignore = |m: Message| {

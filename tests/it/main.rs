@@ -16,4 +16,5 @@ mod limits;
 mod protected_resource;
 mod python_sdk;
 mod session_binding;
+mod ssrf;
 mod upstream_failures;
