@@ -206,7 +206,8 @@ async fn main() -> anyhow::Result<()> {
             });
             println!("switchyard: no API token yet; minted an admin token, shown only now{saved}:");
             println!("{}", minted.token);
-            tracing::info!(token = %minted.info.id, file = ?token_file, "first admin API token minted");
+            let file = token_file.as_ref().map(|p| p.display().to_string());
+            tracing::info!(token = %minted.info.id, file = file.as_deref().unwrap_or("-"), "first admin API token minted");
         }
     } else {
         tracing::warn!("authentication is off (--auth none): anyone who can reach {bound} controls the gateway");
