@@ -21,6 +21,10 @@ pub mod code {
     pub const UPSTREAM_SESSION_EXPIRED: i64 = -32001;
     /// The upstream did not answer in time.
     pub const UPSTREAM_TIMEOUT: i64 = -32002;
+    /// Spec (server/resources, "Error Handling"): the resource does not exist.
+    pub const RESOURCE_NOT_FOUND: i64 = -32002;
+    /// The client cancelled the request (as LSP numbers it; MCP names no code).
+    pub const REQUEST_CANCELLED: i64 = -32800;
 }
 
 /// One JSON-RPC message as it arrived, classified.

@@ -124,7 +124,7 @@ async fn recover(app: &App, id: &str) -> Result<(), CatalogError> {
     };
     match upstream::discover(app.registry.connector(), &g.connection).await {
         Ok(found) => {
-            let tools = found.tools.clone();
+            let features = found.features.clone();
             app.catalog
                 .update_gateway(
                     id,
@@ -136,7 +136,7 @@ async fn recover(app: &App, id: &str) -> Result<(), CatalogError> {
                         g.server_info = found.server_info;
                         g.protocol_version = Some(found.protocol_version);
                     },
-                    Some(tools),
+                    Some(features),
                 )
                 .await?;
             tracing::info!(gateway = %id, "gateway reachable again");
@@ -177,7 +177,7 @@ pub async fn sync_declared_gateways(
                     && g.tags == spec.tags => {}
             Some(g) => {
                 let found = upstream::discover(app.registry.connector(), &spec.connection).await;
-                let tools = found.as_ref().ok().map(|f| f.tools.clone());
+                let features = found.as_ref().ok().map(|f| f.features.clone());
                 let spec = spec.clone();
                 let (before, after) = app
                     .catalog
@@ -202,7 +202,7 @@ pub async fn sync_declared_gateways(
                                 }
                             }
                         },
-                        tools,
+                        features,
                     )
                     .await?;
                 if before.connection != after.connection {

@@ -1,6 +1,13 @@
 //! What the gateway does with each MCP request of an open downstream session:
-//! answer it locally (`ping`, `tools/list`), route it to the upstream that owns
-//! the name (`tools/call`), or refuse it by name.
+//! answer it locally (`ping`, the `*/list` methods), route it to the upstream
+//! that owns the name or URI (`tools/call`, `prompts/get`, `resources/*`,
+//! `completion/complete`), fan it out (`logging/setLevel`), or refuse it by name.
+//!
+//! While an upstream works on a request it may send messages first —
+//! progress, log lines, its own requests (sampling, elicitation, roots). They
+//! are relayed to the client on the same response stream (see `relay`), with
+//! server-request ids remapped so they cannot collide, and the client's
+//! answers find their way back (`deliver_response`).
 //!
 //! [`RouteError::code`] is the one place a JSON-RPC error code is chosen.
 
@@ -8,18 +15,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use reqwest::header::HeaderMap;
-
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::app::App;
-use crate::catalog::Scope;
-use crate::downstream::session::DownstreamSession;
-use crate::jsonrpc::{self, code, Request};
+use crate::catalog::{Gateway, Scope, ScopeView};
+use crate::downstream::session::{lock, DownstreamSession, Inflight, PendingRequest};
+use crate::jsonrpc::{self, code, Message, Request};
 use crate::registry::RegistryError;
 use crate::trace::TraceContext;
-use crate::upstream::{self, Reply, UpstreamError};
+use crate::upstream::{self, Call, Reply, UpstreamError, UpstreamSession};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
@@ -29,6 +37,12 @@ pub enum RouteError {
     InvalidParams { reason: String },
     #[error("unknown tool: {name}")]
     UnknownTool { name: String },
+    #[error("unknown prompt: {name}")]
+    UnknownPrompt { name: String },
+    #[error("unknown resource: {uri}")]
+    UnknownResource { uri: String },
+    #[error("request cancelled by the client")]
+    Cancelled,
     #[error("this endpoint's virtual server no longer exists")]
     ScopeGone,
     #[error("session is already initialized")]
@@ -52,9 +66,12 @@ impl RouteError {
         match self {
             RouteError::MethodNotFound { .. } => code::METHOD_NOT_FOUND,
             // Spec (server/tools, "Error Handling"): unknown tools are invalid params.
-            RouteError::InvalidParams { .. } | RouteError::UnknownTool { .. } => {
-                code::INVALID_PARAMS
-            }
+            RouteError::InvalidParams { .. }
+            | RouteError::UnknownTool { .. }
+            | RouteError::UnknownPrompt { .. } => code::INVALID_PARAMS,
+            // Spec (server/resources, "Error Handling"): resource not found is -32002.
+            RouteError::UnknownResource { .. } => code::RESOURCE_NOT_FOUND,
+            RouteError::Cancelled => code::REQUEST_CANCELLED,
             RouteError::AlreadyInitialized => code::INVALID_REQUEST,
             RouteError::ScopeGone | RouteError::SessionEnded => code::INVALID_REQUEST,
             RouteError::GatewayDown { .. } => code::UPSTREAM_UNAVAILABLE,
@@ -76,16 +93,33 @@ impl RouteError {
 }
 
 /// Methods the gateway answers (everything else gets -32601).
-const IMPLEMENTED: [&str; 4] = ["ping", "initialize", "tools/list", "tools/call"];
+const IMPLEMENTED: [&str; 13] = [
+    "ping",
+    "initialize",
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "completion/complete",
+    "logging/setLevel",
+];
 
 pub fn implements(method: &str) -> bool {
     IMPLEMENTED.contains(&method)
 }
 
 /// Per-request facts from the HTTP layer that routing needs.
-#[derive(Clone, Debug, Default)]
+#[derive(Default)]
 pub struct RequestContext {
     pub trace: Option<TraceContext>,
+    /// Where messages for the client go while the request is in progress
+    /// (serialized JSON-RPC messages); `None` when the client cannot take them.
+    pub relay: Option<mpsc::UnboundedSender<String>>,
 }
 
 /// How a routed call reaches its upstream.
@@ -96,99 +130,221 @@ pub enum Via<'a> {
     PerCall,
 }
 
+/// What a request produced: our result, or an upstream's error object verbatim.
+enum Outcome {
+    Result(Box<RawValue>),
+    UpstreamError(Box<RawValue>),
+}
+
 /// Answers one request; the returned string is the whole JSON-RPC response.
 pub async fn handle(
-    app: &App,
-    session: &Arc<DownstreamSession>,
+    app: Arc<App>,
+    session: Arc<DownstreamSession>,
     req: Request,
-    ctx: &RequestContext,
+    ctx: RequestContext,
 ) -> String {
     let span = tracing::debug_span!("rpc", session = %session.id, method = %req.method);
-    dispatch(app, &session.scope, Via::Session(session), req, ctx)
-        .instrument(span)
-        .await
+    let scope = session.scope.clone();
+    respond(
+        &req,
+        dispatch(&app, &scope, Via::Session(&session), &req, &ctx)
+            .instrument(span)
+            .await,
+    )
 }
 
 /// Answers one request arriving without a session (`POST /rpc`).
 pub async fn handle_sessionless(app: &App, req: Request, ctx: &RequestContext) -> String {
     let span = tracing::debug_span!("rpc", session = "-", method = %req.method);
-    dispatch(app, &Scope::All, Via::PerCall, req, ctx)
-        .instrument(span)
-        .await
+    respond(
+        &req,
+        dispatch(app, &Scope::All, Via::PerCall, &req, ctx)
+            .instrument(span)
+            .await,
+    )
+}
+
+fn respond(req: &Request, outcome: Result<Outcome, RouteError>) -> String {
+    match outcome {
+        Ok(Outcome::Result(result)) => jsonrpc::result_body(&req.id, &result),
+        // Upstream JSON-RPC errors reach the client exactly as sent.
+        Ok(Outcome::UpstreamError(error)) => jsonrpc::error_body_raw(Some(&req.id), error.get()),
+        Err(e) => {
+            if matches!(
+                e,
+                RouteError::Upstream { .. } | RouteError::GatewayDown { .. }
+            ) {
+                tracing::info!(method = %req.method, error = %e, "request failed");
+            }
+            e.into_body(&req.id)
+        }
+    }
 }
 
 async fn dispatch(
     app: &App,
     scope: &Scope,
     via: Via<'_>,
-    req: Request,
+    req: &Request,
     ctx: &RequestContext,
-) -> String {
-    let outcome = match req.method.as_str() {
-        "ping" => Ok(empty_result()),
+) -> Result<Outcome, RouteError> {
+    let snap = app.catalog.snapshot();
+    let view = snap.scope(scope).ok_or(RouteError::ScopeGone)?;
+    let listed = |list: &RawValue| Ok(Outcome::Result(list.to_owned()));
+    match req.method.as_str() {
+        "ping" => Ok(Outcome::Result(jsonrpc::raw("{}".to_owned()))),
         "initialize" => Err(RouteError::AlreadyInitialized),
-        "tools/list" => tools_list(app, scope),
-        "tools/call" => match call_tool(app, scope, via, req.params.as_deref(), ctx).await {
-            Ok(Reply(Ok(result))) => Ok(result),
-            // Upstream JSON-RPC errors reach the client exactly as sent.
-            Ok(Reply(Err(error))) => return jsonrpc::error_body_raw(Some(&req.id), error.get()),
-            Err(e) => {
-                tracing::info!(error = %e, "tools/call failed");
-                Err(e)
+        // Every list in one page: the catalog holds them in memory already.
+        "tools/list" => listed(view.tools_list()),
+        "prompts/list" => listed(view.prompts_list()),
+        "resources/list" => listed(view.resources_list()),
+        "resources/templates/list" => listed(view.templates_list()),
+        "tools/call" => {
+            let mut params = params_object(req)?;
+            let name = string_param(&params, "name")?;
+            let tool = view.tool(&name).ok_or(RouteError::UnknownTool { name })?;
+            params.insert("name".into(), Value::String(tool.original_name.clone()));
+            forward(app, view, &via, &tool.gateway, req, params, ctx).await
+        }
+        "prompts/get" => {
+            let mut params = params_object(req)?;
+            let name = string_param(&params, "name")?;
+            let prompt = view
+                .prompt(&name)
+                .ok_or(RouteError::UnknownPrompt { name })?;
+            params.insert("name".into(), Value::String(prompt.key.clone()));
+            forward(app, view, &via, &prompt.gateway, req, params, ctx).await
+        }
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            let mut params = params_object(req)?;
+            let uri = string_param(&params, "uri")?;
+            let (gateway, original) = view
+                .resolve_uri(&uri)
+                .ok_or(RouteError::UnknownResource { uri })?;
+            let gateway = Arc::clone(gateway);
+            params.insert("uri".into(), Value::String(original));
+            let outcome = forward(app, view, &via, &gateway, req, params, ctx).await?;
+            match outcome {
+                Outcome::Result(result)
+                    if req.method == "resources/read" && !view.is_passthrough() =>
+                {
+                    Ok(Outcome::Result(expose_contents(view, &gateway, &result)))
+                }
+                other => Ok(other),
             }
-        },
+        }
+        "completion/complete" => {
+            let mut params = params_object(req)?;
+            let reference = params.get("ref").cloned().unwrap_or(Value::Null);
+            let (gateway, rewritten) = match reference.get("type").and_then(Value::as_str) {
+                Some("ref/prompt") => {
+                    let name = reference
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned();
+                    let prompt = view
+                        .prompt(&name)
+                        .ok_or(RouteError::UnknownPrompt { name })?;
+                    (
+                        Arc::clone(&prompt.gateway),
+                        json!({"type": "ref/prompt", "name": prompt.key}),
+                    )
+                }
+                Some("ref/resource") => {
+                    let uri = reference
+                        .get("uri")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned();
+                    let (gateway, original) = view
+                        .resolve_uri(&uri)
+                        .ok_or(RouteError::UnknownResource { uri })?;
+                    (
+                        Arc::clone(gateway),
+                        json!({"type": "ref/resource", "uri": original}),
+                    )
+                }
+                _ => {
+                    return Err(RouteError::InvalidParams {
+                        reason: "\"ref\" must be a ref/prompt or ref/resource".into(),
+                    })
+                }
+            };
+            params.insert("ref".into(), rewritten);
+            forward(app, view, &via, &gateway, req, params, ctx).await
+        }
+        "logging/setLevel" => {
+            let params = params_object(req)?;
+            string_param(&params, "level")?;
+            // Every gateway behind this endpoint that logs gets the level.
+            let loggers: Vec<Arc<Gateway>> = view
+                .gateways()
+                .iter()
+                .filter(|g| {
+                    g.reachable && g.capabilities.get("logging").is_some_and(|v| !v.is_null())
+                })
+                .cloned()
+                .collect();
+            for g in loggers {
+                if let Outcome::UpstreamError(e) =
+                    forward(app, view, &via, &g, req, params.clone(), ctx).await?
+                {
+                    return Ok(Outcome::UpstreamError(e));
+                }
+            }
+            Ok(Outcome::Result(jsonrpc::raw("{}".to_owned())))
+        }
         _ => Err(RouteError::MethodNotFound {
             method: req.method.clone(),
         }),
-    };
-    match outcome {
-        Ok(result) => jsonrpc::result_body(&req.id, &result),
-        Err(e) => e.into_body(&req.id),
     }
 }
 
-fn empty_result() -> Box<RawValue> {
-    jsonrpc::raw("{}".to_owned())
-}
-
-fn tools_list(app: &App, scope: &Scope) -> Result<Box<RawValue>, RouteError> {
-    let snap = app.catalog.snapshot();
-    let view = snap.scope(scope).ok_or(RouteError::ScopeGone)?;
-    // All tools in one page: the catalog holds them in memory already.
-    Ok(view.tools_list().to_owned())
-}
-
-/// Routes `tools/call` to the gateway that owns the exposed name, under the
-/// tool's original name.
-pub async fn call_tool(
-    app: &App,
-    scope: &Scope,
-    via: Via<'_>,
-    params: Option<&RawValue>,
-    ctx: &RequestContext,
-) -> Result<Reply, RouteError> {
-    let mut params: Map<String, Value> = match params {
+fn params_object(req: &Request) -> Result<Map<String, Value>, RouteError> {
+    match req.params.as_deref() {
         Some(p) => serde_json::from_str(p.get()).map_err(|_| RouteError::InvalidParams {
-            reason: "tools/call params must be an object".into(),
-        })?,
-        None => {
-            return Err(RouteError::InvalidParams {
-                reason: "tools/call needs params with a \"name\"".into(),
-            })
-        }
+            reason: format!("{} params must be an object", req.method),
+        }),
+        None => Ok(Map::new()),
+    }
+}
+
+fn string_param(params: &Map<String, Value>, key: &str) -> Result<String, RouteError> {
+    match params.get(key) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        _ => Err(RouteError::InvalidParams {
+            reason: format!("\"{key}\" must be a string"),
+        }),
+    }
+}
+
+/// `resources/read` contents carry the upstream's URIs; clients see ours.
+fn expose_contents(view: &ScopeView, gateway: &Gateway, result: &RawValue) -> Box<RawValue> {
+    let Ok(mut parsed) = serde_json::from_str::<Value>(result.get()) else {
+        return result.to_owned();
     };
-    let name = match params.get("name") {
-        Some(Value::String(n)) => n.clone(),
-        _ => {
-            return Err(RouteError::InvalidParams {
-                reason: "\"name\" must be a string".into(),
-            })
+    if let Some(contents) = parsed.get_mut("contents").and_then(Value::as_array_mut) {
+        for c in contents {
+            if let Some(Value::String(uri)) = c.get_mut("uri") {
+                *uri = view.expose_uri(gateway, uri);
+            }
         }
-    };
-    let snap = app.catalog.snapshot();
-    let view = snap.scope(scope).ok_or(RouteError::ScopeGone)?;
-    let tool = view.tool(&name).ok_or(RouteError::UnknownTool { name })?;
-    let gateway = &tool.gateway;
+    }
+    jsonrpc::to_raw(&parsed)
+}
+
+/// Sends a request to `gateway` — on the session's own upstream session, or
+/// a per-call one — relaying whatever the upstream sends before its answer.
+async fn forward(
+    app: &App,
+    view: &ScopeView,
+    via: &Via<'_>,
+    gateway: &Arc<Gateway>,
+    req: &Request,
+    mut params: Map<String, Value>,
+    ctx: &RequestContext,
+) -> Result<Outcome, RouteError> {
     if !gateway.reachable {
         return Err(RouteError::GatewayDown {
             gateway: gateway.name.clone(),
@@ -198,7 +354,6 @@ pub async fn call_tool(
                 .unwrap_or_else(|| "no successful health check yet".into()),
         });
     }
-    params.insert("name".to_owned(), Value::String(tool.original_name.clone()));
     let headers = match &ctx.trace {
         Some(t) => {
             t.annotate(&mut params);
@@ -206,45 +361,238 @@ pub async fn call_tool(
         }
         None => HeaderMap::new(),
     };
-    let upstream_params = jsonrpc::to_raw(&params);
     let upstream_error = |source| RouteError::Upstream {
         gateway: gateway.name.clone(),
         source,
     };
     let started = Instant::now();
-    let result = match via {
+    let reply = match via {
         Via::PerCall => upstream::call_once(
             app.registry.connector(),
             &gateway.connection,
-            "tools/call",
-            Some(upstream_params),
+            &req.method,
+            Some(jsonrpc::to_raw(&params)),
         )
         .await
         .map_err(upstream_error),
         Via::Session(session) => {
             let upstream = app
                 .registry
-                .acquire(&session.id, gateway, &app.upstream_init_params)
+                .acquire(&session.id, gateway, &session.upstream_init_params)
                 .await
                 .map_err(|e| match e {
                     RegistryError::SessionEnded => RouteError::SessionEnded,
                     RegistryError::Connect(source) => upstream_error(source),
                 })?;
-            match upstream
-                .request_with_headers("tools/call", Some(upstream_params), headers)
-                .await
-            {
-                Ok(reply) => Ok(reply),
-                Err(source) => {
-                    if source.ends_session() {
-                        app.registry.discard(&session.id, &upstream).await;
-                    }
-                    Err(upstream_error(source))
+            let sent = call_relayed(session, view, &upstream, req, params, headers, ctx).await;
+            if let Err(RouteError::Upstream { source, .. }) = &sent {
+                if source.ends_session() {
+                    app.registry.discard(&session.id, &upstream).await;
                 }
             }
+            sent.map_err(|e| match e {
+                RouteError::Upstream { source, .. } => upstream_error(source),
+                other => other,
+            })
         }
     };
     app.metrics
         .upstream_latency(&gateway.id, started.elapsed().as_secs_f64());
+    match reply? {
+        Reply(Ok(result)) => Ok(Outcome::Result(result)),
+        Reply(Err(error)) => Ok(Outcome::UpstreamError(error)),
+    }
+}
+
+/// Sends one request on the session's upstream session and waits for its
+/// answer, relaying interim messages to the client and honouring a
+/// cancellation from the client.
+async fn call_relayed(
+    session: &DownstreamSession,
+    view: &ScopeView,
+    upstream: &UpstreamSession,
+    req: &Request,
+    params: Map<String, Value>,
+    headers: HeaderMap,
+    ctx: &RequestContext,
+) -> Result<Reply, RouteError> {
+    let id = upstream.next_request_id();
+    let cancel = CancellationToken::new();
+    let key = req.id.get().to_owned();
+    lock(&session.inflight).insert(
+        key.clone(),
+        Inflight {
+            upstream: upstream.clone(),
+            upstream_id: id,
+            cancel: cancel.clone(),
+        },
+    );
+    let (interim_tx, mut interim) = mpsc::unbounded_channel();
+    let call = Call {
+        method: req.method.clone(),
+        params: Some(jsonrpc::to_raw(&params)),
+        headers,
+        interim: Some(interim_tx),
+    };
+    let answer = upstream.call(id, call);
+    tokio::pin!(answer);
+    let result = loop {
+        tokio::select! {
+            r = &mut answer => break r.map_err(|source| RouteError::Upstream { gateway: String::new(), source }),
+            _ = cancel.cancelled() => break Err(RouteError::Cancelled),
+            Some(m) = interim.recv() => relay(session, view, upstream, m, ctx).await,
+        }
+    };
+    // Messages sent just before the answer are still queued: they go first.
+    while let Ok(m) = interim.try_recv() {
+        relay(session, view, upstream, m, ctx).await;
+    }
+    lock(&session.inflight).remove(&key);
     result
+}
+
+/// Passes one upstream message to the client: notifications as they are
+/// (resource URIs and cancelled request ids translated), requests under a
+/// fresh id remembered in `pending`. A client that cannot take messages now
+/// gets none, and the upstream's request is refused so it does not wait.
+async fn relay(
+    session: &DownstreamSession,
+    view: &ScopeView,
+    upstream: &UpstreamSession,
+    m: Message,
+    ctx: &RequestContext,
+) {
+    let gateway = view
+        .gateways()
+        .iter()
+        .find(|g| g.id == upstream.info().gateway_id)
+        .cloned();
+    let body = match m {
+        Message::Notification(n) => {
+            let mut params: Option<Value> = n
+                .params
+                .as_deref()
+                .and_then(|p| serde_json::from_str(p.get()).ok());
+            if let (Some(p), Some(g)) = (params.as_mut(), gateway.as_ref()) {
+                translate_notification(session, view, upstream, g, &n.method, p);
+            }
+            let params = params.map(|p| jsonrpc::to_raw(&p));
+            jsonrpc::notification_body(&n.method, params.as_deref())
+        }
+        Message::Request(r) => {
+            if ctx.relay.is_none() {
+                let refusal = jsonrpc::error_body(
+                    Some(&r.id),
+                    code::METHOD_NOT_FOUND,
+                    "the client cannot receive requests on this request",
+                    None,
+                );
+                if let Err(e) = upstream.post(refusal).await {
+                    tracing::debug!(error = %e, "could not refuse an upstream request");
+                }
+                return;
+            }
+            let relay_id = session.next_relay_id();
+            lock(&session.pending).insert(
+                relay_id.clone(),
+                PendingRequest {
+                    upstream: upstream.clone(),
+                    upstream_id: r.id,
+                },
+            );
+            let id = jsonrpc::to_raw(&Value::String(relay_id));
+            let method = Value::String(r.method);
+            match r.params {
+                Some(p) => format!(
+                    r#"{{"jsonrpc":"2.0","id":{},"method":{method},"params":{}}}"#,
+                    id.get(),
+                    p.get()
+                ),
+                None => format!(r#"{{"jsonrpc":"2.0","id":{},"method":{method}}}"#, id.get()),
+            }
+        }
+        Message::Response(_) => return,
+    };
+    if let Some(sink) = &ctx.relay {
+        // A client that went away drops the receiver; nothing more to do.
+        let _ = sink.send(body);
+    }
+}
+
+fn translate_notification(
+    session: &DownstreamSession,
+    view: &ScopeView,
+    upstream: &UpstreamSession,
+    gateway: &Gateway,
+    method: &str,
+    params: &mut Value,
+) {
+    match method {
+        "notifications/resources/updated" => {
+            if let Some(Value::String(uri)) = params.get_mut("uri") {
+                *uri = view.expose_uri(gateway, uri);
+            }
+        }
+        "notifications/cancelled" => {
+            // The upstream withdrew one of its requests to the client: name it as the client knows it.
+            let Some(upstream_id) = params.get("requestId").map(Value::to_string) else {
+                return;
+            };
+            let pending = lock(&session.pending);
+            let found = pending.iter().find(|(_, p)| {
+                p.upstream.same_session(upstream) && p.upstream_id.get() == upstream_id
+            });
+            if let Some((relay_id, _)) = found {
+                params["requestId"] = Value::String(relay_id.clone());
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The client answered a request an upstream sent it: pass the answer to
+/// that upstream under the upstream's own id. Unknown ids are ignored.
+pub async fn deliver_response(
+    session: &DownstreamSession,
+    id: &RawValue,
+    outcome: Result<Box<RawValue>, Box<RawValue>>,
+) {
+    let Ok(Value::String(relay_id)) = serde_json::from_str::<Value>(id.get()) else {
+        return;
+    };
+    let Some(pending) = lock(&session.pending).remove(&relay_id) else {
+        tracing::debug!(session = %session.id, id = %relay_id, "response to no pending request ignored");
+        return;
+    };
+    let body = match outcome {
+        Ok(result) => jsonrpc::result_body(&pending.upstream_id, &result),
+        Err(error) => jsonrpc::error_body_raw(Some(&pending.upstream_id), error.get()),
+    };
+    if let Err(e) = pending.upstream.post(body).await {
+        tracing::info!(session = %session.id, error = %e, "could not pass the client's answer upstream");
+    }
+}
+
+/// The client cancelled one of its requests: tell the upstream serving it
+/// (under the upstream's id) and stop waiting.
+pub async fn cancel_request(session: &DownstreamSession, params: Option<&RawValue>) {
+    let Some(params) = params.and_then(|p| serde_json::from_str::<Value>(p.get()).ok()) else {
+        return;
+    };
+    let Some(request_id) = params.get("requestId") else {
+        return;
+    };
+    let Some(inflight) = lock(&session.inflight).remove(&request_id.to_string()) else {
+        return;
+    };
+    let mut forwarded = params.clone();
+    forwarded["requestId"] = json!(inflight.upstream_id);
+    let body = jsonrpc::notification_body(
+        "notifications/cancelled",
+        Some(&jsonrpc::to_raw(&forwarded)),
+    );
+    if let Err(e) = inflight.upstream.post(body).await {
+        tracing::debug!(error = %e, "could not forward a cancellation upstream");
+    }
+    inflight.cancel.cancel();
 }

@@ -137,7 +137,7 @@ async fn create(
     let found = upstream::discover(app.registry.connector(), &spec.connection)
         .await
         .map_err(|source| ApiError::Unreachable { source })?;
-    let tool_count = found.tools.len();
+    let tool_count = found.features.tools.len();
     let gateway = app.catalog.create_gateway(spec, Ok(found)).await?;
     tracing::info!(gateway = %gateway.id, name = %gateway.name, url = %gateway.connection.url, tools = tool_count, "gateway registered");
     Ok((StatusCode::CREATED, Json(gateway_json(&app, &gateway))))
@@ -180,7 +180,7 @@ async fn update(
     } else {
         None
     };
-    let tools = found.as_ref().map(|f| f.tools.clone());
+    let features = found.as_ref().map(|f| f.features.clone());
     let (before, after) = app
         .catalog
         .update_gateway(
@@ -206,7 +206,7 @@ async fn update(
                     g.last_error = None;
                 }
             },
-            tools,
+            features,
         )
         .await?;
     // Disabling hides the tools; its sessions would only pin a gateway nobody may call.
@@ -257,11 +257,12 @@ async fn refresh(
         .await
         .map_err(|source| ApiError::Unreachable { source })?;
     let names: Vec<String> = found
+        .features
         .tools
         .iter()
         .filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_owned))
         .collect();
-    let tools = found.tools.clone();
+    let features = found.features.clone();
     let (_, after) = app
         .catalog
         .update_gateway(
@@ -274,7 +275,7 @@ async fn refresh(
                 g.last_seen = Some(Utc::now());
                 g.last_error = None;
             },
-            Some(tools),
+            Some(features),
         )
         .await?;
     let added = names.iter().filter(|n| !before.contains(n)).count();

@@ -199,7 +199,8 @@ pub struct Tool {
     pub updated_at: DateTime<Utc>,
 }
 
-/// A virtual server: its own MCP endpoint exposing a chosen set of tools.
+/// A virtual server: its own MCP endpoint exposing a chosen set of tools,
+/// prompts and resources.
 #[derive(Clone, Debug)]
 pub struct VirtualServer {
     pub id: String,
@@ -210,6 +211,12 @@ pub struct VirtualServer {
     pub enabled: bool,
     /// Tool ids, in the order they were associated.
     pub tool_ids: Vec<String>,
+    /// Prompt, resource and template ids, in the order they were associated.
+    pub item_ids: Vec<String>,
+    /// Names and URIs exposed unchanged (all features from one gateway).
+    pub passthrough: bool,
+    /// When set, the server exposes everything this gateway offers.
+    pub gateway_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -222,6 +229,76 @@ pub struct ServerSpec {
     pub icon: Option<String>,
     pub tags: Vec<String>,
     pub tool_ids: Vec<String>,
+    pub item_ids: Vec<String>,
+    pub passthrough: bool,
+    pub gateway_id: Option<String>,
+}
+
+/// The kinds of feature besides tools that a gateway can offer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ItemKind {
+    Prompt,
+    Resource,
+    Template,
+}
+
+impl ItemKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemKind::Prompt => "prompt",
+            ItemKind::Resource => "resource",
+            ItemKind::Template => "template",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ItemKind> {
+        match s {
+            "prompt" => Some(ItemKind::Prompt),
+            "resource" => Some(ItemKind::Resource),
+            "template" => Some(ItemKind::Template),
+            _ => None,
+        }
+    }
+
+    /// The field of the upstream's object that names it.
+    pub fn key_field(self) -> &'static str {
+        match self {
+            ItemKind::Prompt => "name",
+            ItemKind::Resource => "uri",
+            ItemKind::Template => "uriTemplate",
+        }
+    }
+}
+
+/// A prompt, resource or resource template as the catalog exposes it.
+#[derive(Clone, Debug)]
+pub struct Item {
+    pub id: String,
+    pub gateway: Arc<Gateway>,
+    pub kind: ItemKind,
+    /// The name, URI or URI template the upstream knows it by.
+    pub key: String,
+    /// The upstream's object, verbatim.
+    pub definition: Value,
+}
+
+/// Everything a gateway offers, as listed by the upstream.
+#[derive(Clone, Debug, Default)]
+pub struct Features {
+    pub tools: Vec<Value>,
+    pub prompts: Vec<Value>,
+    pub resources: Vec<Value>,
+    pub templates: Vec<Value>,
+}
+
+impl Features {
+    pub fn of(&self, kind: ItemKind) -> &[Value] {
+        match kind {
+            ItemKind::Prompt => &self.prompts,
+            ItemKind::Resource => &self.resources,
+            ItemKind::Template => &self.templates,
+        }
+    }
 }
 
 /// What an upstream said about itself during discovery.
@@ -230,6 +307,6 @@ pub struct Discovery {
     pub protocol_version: String,
     pub capabilities: Value,
     pub server_info: Value,
-    /// Tool objects as the upstream listed them.
-    pub tools: Vec<Value>,
+    /// Objects as the upstream listed them.
+    pub features: Features,
 }

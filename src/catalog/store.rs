@@ -10,7 +10,7 @@ use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
 use sqlx::{Row, SqlitePool};
 
-use super::model::{Connection, Gateway, Transport, VirtualServer};
+use super::model::{Connection, Features, Gateway, ItemKind, Transport, VirtualServer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -40,9 +40,19 @@ pub struct ToolRow {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A prompt, resource or template row, before the catalog joins it to its gateway.
+pub struct ItemRow {
+    pub id: String,
+    pub gateway_id: String,
+    pub kind: ItemKind,
+    pub key: String,
+    pub definition: Value,
+}
+
 pub struct Loaded {
     pub gateways: Vec<Gateway>,
     pub tools: Vec<ToolRow>,
+    pub items: Vec<ItemRow>,
     pub servers: Vec<VirtualServer>,
 }
 
@@ -94,6 +104,12 @@ impl Store {
             .iter()
             .map(tool_from_row)
             .collect::<Result<Vec<_>, _>>()?;
+        let items = sqlx::query("SELECT * FROM gateway_items ORDER BY gateway_id, kind, key")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(item_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         let mut servers = sqlx::query("SELECT * FROM servers ORDER BY created_at, id")
             .fetch_all(&self.pool)
             .await?
@@ -111,21 +127,34 @@ impl Store {
                 s.tool_ids.push(tool_id);
             }
         }
+        let item_links =
+            sqlx::query("SELECT server_id, item_id FROM server_items ORDER BY server_id, position")
+                .fetch_all(&self.pool)
+                .await?;
+        for link in &item_links {
+            let server_id: String = link.try_get("server_id")?;
+            let item_id: String = link.try_get("item_id")?;
+            if let Some(s) = servers.iter_mut().find(|s| s.id == server_id) {
+                s.item_ids.push(item_id);
+            }
+        }
         Ok(Loaded {
             gateways,
             tools,
+            items,
             servers,
         })
     }
 
-    /// Inserts or updates a gateway row and replaces its tools, in one transaction.
-    /// Tool ids survive a refresh for tools that keep their original name, so
-    /// virtual servers that reference them stay intact.
+    /// Inserts or updates a gateway row and replaces its tools, prompts and
+    /// resources, in one transaction. Ids survive a refresh for features that
+    /// keep their name or URI, so virtual servers that reference them stay intact.
     pub async fn save_gateway(
         &self,
         g: &Gateway,
-        tools: Option<&[Value]>,
+        features: Option<&Features>,
     ) -> Result<(), StoreError> {
+        let tools = features.map(|f| f.tools.as_slice());
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO gateways (id, name, slug, url, transport, description, tags, enabled, reachable,
@@ -190,6 +219,48 @@ impl Store {
                 }
             }
         }
+        if let Some(f) = features {
+            let now = Utc::now().to_rfc3339();
+            for kind in [ItemKind::Prompt, ItemKind::Resource, ItemKind::Template] {
+                let mut keep: Vec<&str> = Vec::new();
+                for def in f.of(kind) {
+                    let Some(key) = def.get(kind.key_field()).and_then(Value::as_str) else {
+                        continue;
+                    };
+                    keep.push(key);
+                    sqlx::query(
+                        "INSERT INTO gateway_items (id, gateway_id, kind, key, definition, created_at, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+                         ON CONFLICT(gateway_id, kind, key) DO UPDATE SET definition = ?5, updated_at = ?6",
+                    )
+                    .bind(new_id())
+                    .bind(&g.id)
+                    .bind(kind.as_str())
+                    .bind(key)
+                    .bind(def.to_string())
+                    .bind(&now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let existing = sqlx::query(
+                    "SELECT id, key FROM gateway_items WHERE gateway_id = ?1 AND kind = ?2",
+                )
+                .bind(&g.id)
+                .bind(kind.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
+                for row in existing {
+                    let key: String = row.try_get("key")?;
+                    if !keep.contains(&key.as_str()) {
+                        let id: String = row.try_get("id")?;
+                        sqlx::query("DELETE FROM gateway_items WHERE id = ?1")
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+            }
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -205,10 +276,10 @@ impl Store {
     pub async fn save_server(&self, s: &VirtualServer) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO servers (id, name, description, icon, tags, enabled, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            "INSERT INTO servers (id, name, description, icon, tags, enabled, created_at, updated_at, passthrough, gateway_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
              ON CONFLICT(id) DO UPDATE SET name = ?2, description = ?3, icon = ?4, tags = ?5, enabled = ?6,
-                updated_at = ?8",
+                updated_at = ?8, passthrough = ?9, gateway_id = ?10",
         )
         .bind(&s.id)
         .bind(&s.name)
@@ -218,8 +289,24 @@ impl Store {
         .bind(s.enabled)
         .bind(s.created_at.to_rfc3339())
         .bind(s.updated_at.to_rfc3339())
+        .bind(s.passthrough)
+        .bind(&s.gateway_id)
         .execute(&mut *tx)
         .await?;
+        sqlx::query("DELETE FROM server_items WHERE server_id = ?1")
+            .bind(&s.id)
+            .execute(&mut *tx)
+            .await?;
+        for (pos, item_id) in s.item_ids.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO server_items (server_id, item_id, position) VALUES (?1, ?2, ?3)",
+            )
+            .bind(&s.id)
+            .bind(item_id)
+            .bind(pos as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
         sqlx::query("DELETE FROM server_tools WHERE server_id = ?1")
             .bind(&s.id)
             .execute(&mut *tx)
@@ -327,6 +414,18 @@ fn tool_from_row(row: &SqliteRow) -> Result<ToolRow, StoreError> {
     })
 }
 
+fn item_from_row(row: &SqliteRow) -> Result<ItemRow, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    Ok(ItemRow {
+        id: row.try_get("id")?,
+        gateway_id: row.try_get("gateway_id")?,
+        kind: ItemKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("item kind {kind:?}")))?,
+        key: row.try_get("key")?,
+        definition: json(row, "definition")?,
+    })
+}
+
 fn server_from_row(row: &SqliteRow) -> Result<VirtualServer, StoreError> {
     Ok(VirtualServer {
         id: row.try_get("id")?,
@@ -336,6 +435,9 @@ fn server_from_row(row: &SqliteRow) -> Result<VirtualServer, StoreError> {
         tags: tags(row)?,
         enabled: row.try_get("enabled")?,
         tool_ids: Vec::new(),
+        item_ids: Vec::new(),
+        passthrough: row.try_get("passthrough")?,
+        gateway_id: row.try_get("gateway_id")?,
         created_at: time(row, "created_at")?,
         updated_at: time(row, "updated_at")?,
     })

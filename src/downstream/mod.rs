@@ -9,6 +9,8 @@ mod rpc;
 pub mod session;
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +24,7 @@ use axum::Router;
 use futures_util::stream;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
+use tokio::sync::mpsc;
 
 use crate::app::App;
 use crate::catalog::Scope;
@@ -262,7 +265,7 @@ fn find_session(
         .ok_or(HttpError::UnknownSession)
 }
 
-async fn handle_post(app: &App, scope: Scope, headers: &HeaderMap, body: Body) -> Response {
+async fn handle_post(app: &Arc<App>, scope: Scope, headers: &HeaderMap, body: Body) -> Response {
     if let Err(e) = check_content_type(headers) {
         return e.into_response();
     }
@@ -313,23 +316,107 @@ async fn handle_post(app: &App, scope: Scope, headers: &HeaderMap, body: Body) -
     session.touch();
     match message {
         Message::Request(req) => {
+            let (sink, interim) = mpsc::unbounded_channel();
             let ctx = crate::router::RequestContext {
                 trace: TraceContext::from_headers(headers),
+                // Interim messages need an event stream; a JSON-only client gets none.
+                relay: accepts_sse(headers).then_some(sink),
             };
-            let body = crate::router::handle(app, &session, req, &ctx).await;
-            respond(framing, body)
+            let answer = Box::pin(crate::router::handle(Arc::clone(app), session, req, ctx));
+            answer_request(answer, interim, framing).await
         }
         Message::Notification(n) => {
-            if n.method == "notifications/initialized" {
-                session
+            match n.method.as_str() {
+                "notifications/initialized" => session
                     .initialized
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                    .store(true, std::sync::atomic::Ordering::Relaxed),
+                "notifications/cancelled" => {
+                    crate::router::cancel_request(&session, n.params.as_deref()).await
+                }
+                _ => {}
             }
             StatusCode::ACCEPTED.into_response()
         }
-        // We send no requests to clients yet, so a response answers nothing.
-        Message::Response(_) => StatusCode::ACCEPTED.into_response(),
+        // The client answers a request an upstream sent it.
+        Message::Response(r) => {
+            crate::router::deliver_response(&session, &r.id, r.outcome).await;
+            StatusCode::ACCEPTED.into_response()
+        }
     }
+}
+
+fn accepts_sse(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains("text/event-stream"))
+}
+
+/// Answers plain JSON (or one SSE event) when the upstream answers without
+/// interim messages — the common case — and switches to an SSE stream as
+/// soon as one arrives first: the interim messages as they come, then the
+/// answer, then the end of the stream.
+async fn answer_request<F>(
+    mut answer: Pin<Box<F>>,
+    mut interim: mpsc::UnboundedReceiver<String>,
+    framing: Framing,
+) -> Response
+where
+    F: Future<Output = String> + Send + 'static,
+{
+    let first = tokio::select! {
+        biased;
+        body = &mut answer => {
+            let mut early = String::new();
+            while let Ok(m) = interim.try_recv() {
+                early.push_str(&sse::message_event(&m, None));
+            }
+            if early.is_empty() {
+                return respond(framing, body);
+            }
+            early.push_str(&sse::message_event(&body, None));
+            return sse_response(Body::from(early));
+        }
+        Some(first) = interim.recv() => first,
+    };
+    let state = (Some(first), Some((answer, interim)));
+    let events = stream::unfold(state, |(first, rest)| async move {
+        if let Some(m) = first {
+            return Some((
+                Ok::<_, Infallible>(Bytes::from(sse::message_event(&m, None))),
+                (None, rest),
+            ));
+        }
+        let (mut answer, mut interim) = rest?;
+        tokio::select! {
+            biased;
+            Some(m) = interim.recv() => Some((Ok(Bytes::from(sse::message_event(&m, None))), (None, Some((answer, interim))))),
+            body = &mut answer => {
+                let mut tail = String::new();
+                while let Ok(m) = interim.try_recv() {
+                    tail.push_str(&sse::message_event(&m, None));
+                }
+                tail.push_str(&sse::message_event(&body, None));
+                Some((Ok(Bytes::from(tail)), (None, None)))
+            }
+        }
+    });
+    sse_response(Body::from_stream(events))
+}
+
+fn sse_response(body: Body) -> Response {
+    (
+        [
+            (CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
+            (
+                axum::http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache"),
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// A 2025-03-26 batch: each message handled as if POSTed alone (requests
@@ -337,7 +424,7 @@ async fn handle_post(app: &App, scope: Scope, headers: &HeaderMap, body: Body) -
 /// 2025-03-26 spec forbids `initialize` inside a batch, and later revisions
 /// removed batches, so other sessions are refused.
 async fn handle_batch(
-    app: &App,
+    app: &Arc<App>,
     scope: &Scope,
     headers: &HeaderMap,
     items: Vec<Box<RawValue>>,
@@ -359,12 +446,15 @@ async fn handle_batch(
         return HttpError::Batch.into_response();
     }
     session.touch();
-    let ctx = crate::router::RequestContext {
-        trace: TraceContext::from_headers(headers),
-    };
+    let trace = TraceContext::from_headers(headers);
     let answers = items.into_iter().map(|item| {
         let session = Arc::clone(&session);
-        let ctx = &ctx;
+        // No interim relay inside a batch: its answer is one JSON array.
+        let ctx = crate::router::RequestContext {
+            trace: trace.clone(),
+            relay: None,
+        };
+        let app = Arc::clone(app);
         async move {
             match jsonrpc::parse_one(item.get().as_bytes()) {
                 Ok(Message::Request(req)) if req.method == "initialize" => {
@@ -376,7 +466,7 @@ async fn handle_batch(
                     ))
                 }
                 Ok(Message::Request(req)) => {
-                    Some(crate::router::handle(app, &session, req, ctx).await)
+                    Some(crate::router::handle(app, session, req, ctx).await)
                 }
                 Ok(Message::Notification(n)) => {
                     if n.method == "notifications/initialized" {
@@ -422,18 +512,19 @@ fn initialize(
         );
         return respond(framing, body);
     }
+    let snap = app.catalog.snapshot();
     let server_name = match &scope {
         Scope::All => "switchyard".to_owned(),
-        Scope::Server(server_id) => match app
-            .catalog
-            .snapshot()
-            .server(server_id)
-            .filter(|s| s.enabled)
-        {
+        Scope::Server(server_id) => match snap.server(server_id).filter(|s| s.enabled) {
             Some(s) => s.name.clone(),
             None => return HttpError::UnknownServer.into_response(),
         },
     };
+    let Some(view) = snap.scope(&scope) else {
+        return HttpError::UnknownServer.into_response();
+    };
+    let capabilities: Value =
+        serde_json::from_str(view.capabilities().get()).unwrap_or_else(|_| json!({"tools": {}}));
     let version = mcp::negotiate(parsed.get("protocolVersion").and_then(Value::as_str));
     let client_params = params
         .map(ToOwned::to_owned)
@@ -453,7 +544,7 @@ fn initialize(
     );
     let result = json!({
         "protocolVersion": version,
-        "capabilities": {"tools": {"listChanged": true}},
+        "capabilities": capabilities,
         "serverInfo": {"name": server_name, "version": env!("CARGO_PKG_VERSION")},
         "instructions": "Switchyard MCP gateway: tools of the registered upstream servers, named <gateway>-<tool>.",
     });

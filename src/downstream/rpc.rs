@@ -43,6 +43,7 @@ pub async fn post(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -
     }
     let ctx = RequestContext {
         trace: TraceContext::from_headers(&headers),
+        relay: None,
     };
     json(
         StatusCode::OK,

@@ -3,8 +3,9 @@
 //!
 //! An ended id is removed for good: nothing here can revive it.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -13,6 +14,7 @@ use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Scope;
+use crate::upstream::UpstreamSession;
 
 /// Session ids are 128 random bits as 32 lower-case hex digits.
 const ID_LEN: usize = 32;
@@ -22,8 +24,19 @@ pub struct DownstreamSession {
     /// The endpoint it was created on; it may only be used there.
     pub scope: Scope,
     pub protocol_version: &'static str,
-    /// The client's `initialize` params, kept for forwarding upstream.
+    /// The client's `initialize` params, kept for reference.
     pub client_params: Box<RawValue>,
+    /// The `initialize` params this session's upstream sessions are opened
+    /// with: the client's capabilities and identity, our protocol version.
+    pub upstream_init_params: Box<RawValue>,
+    /// Requests upstreams sent to this session's client (sampling,
+    /// elicitation, roots), by the id the client saw; answered by the
+    /// client's response POST.
+    pub pending: Mutex<HashMap<String, PendingRequest>>,
+    /// This session's requests in flight upstream, by the client's id (its
+    /// JSON text), so a `notifications/cancelled` can be translated.
+    pub inflight: Mutex<HashMap<String, Inflight>>,
+    next_relay_id: AtomicU64,
     pub created_at: DateTime<Utc>,
     pub initialized: AtomicBool,
     /// Cancelled when the session ends; its GET streams close with it.
@@ -33,7 +46,32 @@ pub struct DownstreamSession {
     last_active_ms: AtomicU64,
 }
 
+/// A request an upstream sent that awaits the client's answer.
+pub struct PendingRequest {
+    pub upstream: UpstreamSession,
+    /// The id the upstream gave it.
+    pub upstream_id: Box<RawValue>,
+}
+
+/// A client request being served by an upstream.
+pub struct Inflight {
+    pub upstream: UpstreamSession,
+    pub upstream_id: u64,
+    pub cancel: CancellationToken,
+}
+
+/// A std mutex around a small map, never held across an await.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl DownstreamSession {
+    /// A fresh id for a request relayed to the client; the prefix keeps it
+    /// apart from any id space an upstream uses.
+    pub fn next_relay_id(&self) -> String {
+        format!("sy-{}", self.next_relay_id.fetch_add(1, Ordering::Relaxed))
+    }
+
     pub fn touch(&self) {
         let ms = self.born.elapsed().as_millis() as u64;
         self.last_active_ms.store(ms, Ordering::Relaxed);
@@ -62,7 +100,11 @@ impl SessionStore {
             id: id.clone(),
             scope,
             protocol_version,
+            upstream_init_params: upstream_init_params(&client_params),
             client_params,
+            pending: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(HashMap::new()),
+            next_relay_id: AtomicU64::new(1),
             created_at: Utc::now(),
             initialized: AtomicBool::new(false),
             ended: CancellationToken::new(),
@@ -111,6 +153,25 @@ impl SessionStore {
     pub fn ids(&self) -> Vec<String> {
         self.map.iter().map(|e| e.key().clone()).collect()
     }
+}
+
+/// The client's capabilities and `clientInfo`, at the protocol version the
+/// gateway speaks upstream: each upstream session serves exactly this client,
+/// so servers that tailor their offer to the client see the real one.
+fn upstream_init_params(client: &RawValue) -> Box<RawValue> {
+    let parsed: serde_json::Value = serde_json::from_str(client.get()).unwrap_or_default();
+    let capabilities = parsed
+        .get("capabilities")
+        .cloned()
+        .unwrap_or_else(|| serde_json::json!({}));
+    let client_info = parsed.get("clientInfo").cloned().unwrap_or_else(
+        || serde_json::json!({"name": "switchyard", "version": env!("CARGO_PKG_VERSION")}),
+    );
+    crate::jsonrpc::to_raw(&serde_json::json!({
+        "protocolVersion": crate::mcp::LATEST_VERSION,
+        "capabilities": capabilities,
+        "clientInfo": client_info,
+    }))
 }
 
 pub fn well_formed(id: &str) -> bool {

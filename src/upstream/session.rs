@@ -7,6 +7,7 @@
 //! (transport failure, upstream 404) ends the task; the handle then reports
 //! closed and the registry builds a fresh session on the next call.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,13 +34,38 @@ pub struct SessionInfo {
     pub init_result: Box<RawValue>,
 }
 
+/// One request to send on a session.
+pub struct Call {
+    pub method: String,
+    pub params: Option<Box<RawValue>>,
+    /// Added to this one POST only (e.g. `traceparent`), never to the session.
+    pub headers: HeaderMap,
+    /// Where messages the upstream interleaves before its answer go
+    /// (progress, logging, its own requests such as sampling); dropped when `None`.
+    pub interim: Option<mpsc::UnboundedSender<Message>>,
+}
+
+impl Call {
+    pub fn new(method: &str, params: Option<Box<RawValue>>) -> Call {
+        Call {
+            method: method.to_owned(),
+            params,
+            headers: HeaderMap::new(),
+            interim: None,
+        }
+    }
+}
+
 enum Command {
     Request {
-        method: String,
-        params: Option<Box<RawValue>>,
-        /// Added to this one POST only (e.g. `traceparent`), never to the session.
-        headers: HeaderMap,
+        id: u64,
+        call: Call,
         reply: oneshot::Sender<Result<Reply, UpstreamError>>,
+    },
+    /// A notification or a response of ours (to a request the upstream sent).
+    Post {
+        body: String,
+        reply: oneshot::Sender<Result<(), UpstreamError>>,
     },
 }
 
@@ -49,6 +75,9 @@ enum Command {
 pub struct UpstreamSession {
     commands: mpsc::Sender<Command>,
     info: Arc<SessionInfo>,
+    /// Request ids are chosen by the caller's handle so a caller can name its
+    /// request later (to cancel it) without asking the task.
+    next_id: Arc<AtomicU64>,
 }
 
 /// The owner task of a session; held by exactly one owner (the registry, or
@@ -131,11 +160,14 @@ impl UpstreamSession {
             info: info.clone(),
             commands: rx,
             stop: stop.clone(),
-            next_id: 1,
         };
         let join = tokio::spawn(owner.run());
         Ok((
-            UpstreamSession { commands: tx, info },
+            UpstreamSession {
+                commands: tx,
+                info,
+                next_id: Arc::new(AtomicU64::new(1)),
+            },
             SessionTask { stop, join },
         ))
     }
@@ -160,29 +192,33 @@ impl UpstreamSession {
         method: &str,
         params: Option<Box<RawValue>>,
     ) -> Result<Reply, UpstreamError> {
-        self.request_with_headers(method, params, HeaderMap::new())
+        self.call(self.next_request_id(), Call::new(method, params))
             .await
     }
 
-    /// Like [`request`](Self::request), with headers for this request alone.
-    pub async fn request_with_headers(
-        &self,
-        method: &str,
-        params: Option<Box<RawValue>>,
-        headers: HeaderMap,
-    ) -> Result<Reply, UpstreamError> {
+    /// Reserves the id the next [`call`](Self::call) will be sent with.
+    pub fn next_request_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Sends `call` as request `id` and waits for the upstream's answer.
+    pub async fn call(&self, id: u64, call: Call) -> Result<Reply, UpstreamError> {
         let (reply, answer) = oneshot::channel();
-        let cmd = Command::Request {
-            method: method.to_owned(),
-            params,
-            headers,
-            reply,
-        };
         self.commands
-            .send(cmd)
+            .send(Command::Request { id, call, reply })
             .await
             .map_err(|_| UpstreamError::Closed)?;
         // A dropped sender means the task ended (failed, closed, aborted) mid-request.
+        answer.await.map_err(|_| UpstreamError::Closed)?
+    }
+
+    /// POSTs a notification, or a response to a request the upstream sent.
+    pub async fn post(&self, body: String) -> Result<(), UpstreamError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Post { body, reply })
+            .await
+            .map_err(|_| UpstreamError::Closed)?;
         answer.await.map_err(|_| UpstreamError::Closed)?
     }
 }
@@ -209,7 +245,6 @@ struct Owner {
     info: Arc<SessionInfo>,
     commands: mpsc::Receiver<Command>,
     stop: CancellationToken,
-    next_id: u64,
 }
 
 enum Exit {
@@ -230,18 +265,24 @@ impl Owner {
                     }
                 }
                 cmd = self.commands.recv() => match cmd {
-                    Some(Command::Request { method, params, headers, reply }) => {
-                        let id = self.next_id;
-                        self.next_id += 1;
+                    Some(Command::Request { id, call, reply }) => {
                         let mut endpoint = self.endpoint.clone();
-                        endpoint.headers.extend(headers);
-                        inflight.spawn(send_request(
-                            self.connector.clone(),
-                            endpoint,
-                            id,
-                            jsonrpc::request_body(id, &method, params.as_deref()),
-                            reply,
-                        ));
+                        endpoint.headers.extend(call.headers);
+                        let body = jsonrpc::request_body(id, &call.method, call.params.as_deref());
+                        inflight.spawn(send_request(self.connector.clone(), endpoint, id, body, call.interim, reply));
+                    }
+                    Some(Command::Post { body, reply }) => {
+                        let connector = self.connector.clone();
+                        let endpoint = self.endpoint.clone();
+                        inflight.spawn(async move {
+                            let result = http::notify(&connector.client, &endpoint, body, connector.request_timeout).await;
+                            let fatal = match &result {
+                                Err(e) if e.ends_session() => Some(e.clone()),
+                                _ => None,
+                            };
+                            let _ = reply.send(result);
+                            fatal
+                        });
                     }
                     // Every handle is gone: nobody can use the session again.
                     None => break Exit::Stopped,
@@ -275,12 +316,19 @@ async fn send_request(
     endpoint: Endpoint,
     id: u64,
     body: String,
+    interim: Option<mpsc::UnboundedSender<Message>>,
     reply: oneshot::Sender<Result<Reply, UpstreamError>>,
 ) -> Option<UpstreamError> {
-    // Server-to-client messages on this stream are relayed in a later stage;
-    // for now they are logged.
-    let mut on_other =
-        |m: Message| tracing::debug!(?m, "upstream message on a request stream (not relayed yet)");
+    let mut on_other = |m: Message| match &interim {
+        // A caller that went away drops its receiver; nothing else to do.
+        Some(sink) => {
+            let _ = sink.send(m);
+        }
+        None => tracing::debug!(
+            ?m,
+            "upstream message on a request stream with nobody to relay it to"
+        ),
+    };
     let result = http::request(
         &connector.client,
         &endpoint,

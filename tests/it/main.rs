@@ -7,6 +7,7 @@ mod support;
 mod admin_api;
 mod bad_input;
 mod binary;
+mod conformance;
 mod endpoints;
 mod isolation;
 mod lifecycle;
