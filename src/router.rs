@@ -23,11 +23,11 @@ use tracing::Instrument;
 
 use crate::app::App;
 use crate::catalog::{Gateway, Scope, ScopeView};
-use crate::downstream::session::{lock, DownstreamSession, Inflight, PendingRequest};
+use crate::downstream::session::{lock, DownstreamSession, Inflight, Outgoing, PendingRequest};
 use crate::jsonrpc::{self, code, Message, Request};
 use crate::registry::RegistryError;
 use crate::trace::TraceContext;
-use crate::upstream::{self, Call, Reply, UpstreamError, UpstreamSession};
+use crate::upstream::{self, Call, OnMessage, Reply, UpstreamError, UpstreamSession};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
@@ -378,13 +378,21 @@ async fn forward(
         Via::Session(session) => {
             let upstream = app
                 .registry
-                .acquire(&session.id, gateway, &session.upstream_init_params)
+                .acquire(&session.id, gateway, &session.upstream_init_params, || {
+                    Some(deliver_to_outbox(session, &gateway.id))
+                })
                 .await
                 .map_err(|e| match e {
                     RegistryError::SessionEnded => RouteError::SessionEnded,
                     RegistryError::Connect(source) => upstream_error(source),
                 })?;
-            let sent = call_relayed(session, view, &upstream, req, params, headers, ctx).await;
+            let hop = Hop {
+                app,
+                session,
+                view,
+                upstream: &upstream,
+            };
+            let sent = call_relayed(hop, req, params, headers, ctx).await;
             if let Err(RouteError::Upstream { source, .. }) = &sent {
                 if source.ends_session() {
                     app.registry.discard(&session.id, &upstream).await;
@@ -404,18 +412,31 @@ async fn forward(
     }
 }
 
+/// Where a relayed request travels: from this client session, through this
+/// endpoint's view, to this upstream session.
+struct Hop<'a> {
+    app: &'a App,
+    session: &'a DownstreamSession,
+    view: &'a ScopeView,
+    upstream: &'a UpstreamSession,
+}
+
 /// Sends one request on the session's upstream session and waits for its
 /// answer, relaying interim messages to the client and honouring a
 /// cancellation from the client.
 async fn call_relayed(
-    session: &DownstreamSession,
-    view: &ScopeView,
-    upstream: &UpstreamSession,
+    hop: Hop<'_>,
     req: &Request,
     params: Map<String, Value>,
     headers: HeaderMap,
     ctx: &RequestContext,
 ) -> Result<Reply, RouteError> {
+    let Hop {
+        app,
+        session,
+        view,
+        upstream,
+    } = hop;
     let id = upstream.next_request_id();
     let cancel = CancellationToken::new();
     let key = req.id.get().to_owned();
@@ -440,57 +461,114 @@ async fn call_relayed(
         tokio::select! {
             r = &mut answer => break r.map_err(|source| RouteError::Upstream { gateway: String::new(), source }),
             _ = cancel.cancelled() => break Err(RouteError::Cancelled),
-            Some(m) = interim.recv() => relay(session, view, upstream, m, ctx).await,
+            Some(m) = interim.recv() => relay(app, session, view, upstream, m, ctx).await,
         }
     };
     // Messages sent just before the answer are still queued: they go first.
     while let Ok(m) = interim.try_recv() {
-        relay(session, view, upstream, m, ctx).await;
+        relay(app, session, view, upstream, m, ctx).await;
     }
     lock(&session.inflight).remove(&key);
     result
 }
 
-/// Passes one upstream message to the client: notifications as they are
-/// (resource URIs and cancelled request ids translated), requests under a
-/// fresh id remembered in `pending`. A client that cannot take messages now
-/// gets none, and the upstream's request is refused so it does not wait.
+/// What an upstream session sends on its own goes to its downstream
+/// session's outbox, tagged with the gateway, for the client's GET stream.
+fn deliver_to_outbox(session: &DownstreamSession, gateway_id: &str) -> OnMessage {
+    let outbox = session.outbox.clone();
+    let session_id = session.id.clone();
+    let gateway_id = gateway_id.to_owned();
+    Arc::new(move |message| {
+        let item = Outgoing::Upstream {
+            gateway_id: gateway_id.clone(),
+            message,
+        };
+        if outbox.try_send(item).is_err() {
+            tracing::warn!(session = %session_id, "client message dropped: outbox full (no GET stream reading it?)");
+        }
+    })
+}
+
+/// Passes one message an upstream sent during a request to the client, on
+/// that request's response stream.
 async fn relay(
+    app: &App,
     session: &DownstreamSession,
     view: &ScopeView,
     upstream: &UpstreamSession,
     m: Message,
     ctx: &RequestContext,
 ) {
-    let gateway = view
-        .gateways()
-        .iter()
-        .find(|g| g.id == upstream.info().gateway_id)
-        .cloned();
-    let body = match m {
+    if let Some(body) = to_client(app, session, view, upstream, m, ctx.relay.is_some()).await {
+        if let Some(sink) = &ctx.relay {
+            // A client that went away drops the receiver; nothing more to do.
+            let _ = sink.send(body);
+        }
+    }
+}
+
+/// A message an upstream sent on its own (its GET stream), on its way to the
+/// client's GET stream: the JSON to send, or `None`.
+pub async fn unsolicited(
+    app: &App,
+    session: &DownstreamSession,
+    gateway_id: &str,
+    m: Message,
+) -> Option<String> {
+    let snap = app.catalog.snapshot();
+    let view = snap.scope(&session.scope)?;
+    let Some(upstream) = app.registry.peek(&session.id, gateway_id) else {
+        tracing::debug!(session = %session.id, gateway = gateway_id, "message from an upstream session that is gone; dropped");
+        return None;
+    };
+    to_client(app, session, view, &upstream, m, true).await
+}
+
+/// Turns one upstream message into what the client gets: notifications as
+/// they are (resource URIs and cancelled request ids translated), requests
+/// under a fresh id remembered in `pending`. `list_changed` is the gateway's
+/// business: it re-reads the upstream's lists and tells clients itself. A
+/// request the client cannot receive now is refused at once so the upstream
+/// does not wait for an answer that cannot come.
+async fn to_client(
+    app: &App,
+    session: &DownstreamSession,
+    view: &ScopeView,
+    upstream: &UpstreamSession,
+    m: Message,
+    deliverable: bool,
+) -> Option<String> {
+    let gateway_id = &upstream.info().gateway_id;
+    match m {
         Message::Notification(n) => {
+            if n.method.ends_with("/list_changed") && n.method != "notifications/roots/list_changed"
+            {
+                app.request_refresh(gateway_id, &n.method);
+                return None;
+            }
+            let gateway = view.gateways().iter().find(|g| &g.id == gateway_id);
             let mut params: Option<Value> = n
                 .params
                 .as_deref()
                 .and_then(|p| serde_json::from_str(p.get()).ok());
-            if let (Some(p), Some(g)) = (params.as_mut(), gateway.as_ref()) {
+            if let (Some(p), Some(g)) = (params.as_mut(), gateway) {
                 translate_notification(session, view, upstream, g, &n.method, p);
             }
             let params = params.map(|p| jsonrpc::to_raw(&p));
-            jsonrpc::notification_body(&n.method, params.as_deref())
+            Some(jsonrpc::notification_body(&n.method, params.as_deref()))
         }
         Message::Request(r) => {
-            if ctx.relay.is_none() {
+            if !deliverable {
                 let refusal = jsonrpc::error_body(
                     Some(&r.id),
                     code::METHOD_NOT_FOUND,
-                    "the client cannot receive requests on this request",
+                    "the client cannot receive requests here",
                     None,
                 );
                 if let Err(e) = upstream.post(refusal).await {
                     tracing::debug!(error = %e, "could not refuse an upstream request");
                 }
-                return;
+                return None;
             }
             let relay_id = session.next_relay_id();
             lock(&session.pending).insert(
@@ -502,20 +580,16 @@ async fn relay(
             );
             let id = jsonrpc::to_raw(&Value::String(relay_id));
             let method = Value::String(r.method);
-            match r.params {
+            Some(match r.params {
                 Some(p) => format!(
                     r#"{{"jsonrpc":"2.0","id":{},"method":{method},"params":{}}}"#,
                     id.get(),
                     p.get()
                 ),
                 None => format!(r#"{{"jsonrpc":"2.0","id":{},"method":{method}}}"#, id.get()),
-            }
+            })
         }
-        Message::Response(_) => return,
-    };
-    if let Some(sink) = &ctx.relay {
-        // A client that went away drops the receiver; nothing more to do.
-        let _ = sink.send(body);
+        Message::Response(_) => None,
     }
 }
 

@@ -114,6 +114,8 @@ pub(crate) enum HttpError {
     UnknownServer,
     #[error("GET needs Accept: text/event-stream")]
     NotAcceptable,
+    #[error("this session already has an open GET stream")]
+    StreamTaken,
 }
 
 impl HttpError {
@@ -126,6 +128,7 @@ impl HttpError {
             }
             HttpError::UnknownSession | HttpError::UnknownServer => StatusCode::NOT_FOUND,
             HttpError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
+            HttpError::StreamTaken => StatusCode::CONFLICT,
         }
     }
 
@@ -138,7 +141,8 @@ impl HttpError {
             | HttpError::BadVersion { .. }
             | HttpError::MissingSession
             | HttpError::UnknownServer
-            | HttpError::NotAcceptable => code::INVALID_REQUEST,
+            | HttpError::NotAcceptable
+            | HttpError::StreamTaken => code::INVALID_REQUEST,
         }
     }
 }
@@ -332,6 +336,15 @@ async fn handle_post(app: &Arc<App>, scope: Scope, headers: &HeaderMap, body: Bo
                     .store(true, std::sync::atomic::Ordering::Relaxed),
                 "notifications/cancelled" => {
                     crate::router::cancel_request(&session, n.params.as_deref()).await
+                }
+                // The client's roots changed: every upstream serving it must hear it.
+                "notifications/roots/list_changed" => {
+                    let body = jsonrpc::notification_body(&n.method, n.params.as_deref());
+                    for upstream in app.registry.upstreams_of(&session.id) {
+                        if let Err(e) = upstream.post(body.clone()).await {
+                            tracing::debug!(error = %e, "roots/list_changed not delivered upstream");
+                        }
+                    }
                 }
                 _ => {}
             }
@@ -555,7 +568,7 @@ fn initialize(
     resp
 }
 
-fn handle_get(app: &App, scope: Scope, headers: &HeaderMap) -> Response {
+fn handle_get(app: &Arc<App>, scope: Scope, headers: &HeaderMap) -> Response {
     let accepts_sse = headers
         .get_all(ACCEPT)
         .iter()
@@ -572,40 +585,62 @@ fn handle_get(app: &App, scope: Scope, headers: &HeaderMap) -> Response {
         Err(e) => return e.into_response(),
     };
     session.touch();
-    // The stream carries server-initiated messages (none yet) and keep-alives,
-    // and ends when the session ends or the gateway shuts down.
-    let ended = session.ended.clone();
-    let shutdown = app.shutdown.clone();
-    let alive = Arc::clone(&session);
+    // One GET stream per session carries its server-initiated messages (each
+    // message goes to one stream only); a second gets 409.
+    let Some(outbox) = session.lease_outbox() else {
+        return HttpError::StreamTaken.into_response();
+    };
     let first =
         stream::once(async { Ok::<_, Infallible>(Bytes::from_static(b": stream open\n\n")) });
-    // An open stream is a session in use: each keep-alive counts as activity
-    // for idle expiry.
-    let ticks = stream::unfold(
-        (ended, shutdown, alive),
-        |(ended, shutdown, alive)| async move {
-            tokio::select! {
-                _ = ended.cancelled() => None,
-                _ = shutdown.cancelled() => None,
+    let state = GetStream {
+        app: Arc::clone(app),
+        session,
+        outbox,
+    };
+    let rest = stream::unfold(state, |mut st| async move {
+        let chunk = st.next().await?;
+        Some((Ok::<_, Infallible>(chunk), st))
+    });
+    sse_response(Body::from_stream(futures_util::StreamExt::chain(
+        first, rest,
+    )))
+}
+
+/// A session's GET stream: its outbox (translated on the way out) and
+/// keep-alives, until the session ends or the gateway shuts down.
+struct GetStream {
+    app: Arc<App>,
+    session: Arc<DownstreamSession>,
+    outbox: session::OutboxLease,
+}
+
+impl GetStream {
+    async fn next(&mut self) -> Option<Bytes> {
+        loop {
+            let item = tokio::select! {
+                _ = self.session.ended.cancelled() => return None,
+                _ = self.app.shutdown.cancelled() => return None,
                 _ = tokio::time::sleep(KEEPALIVE) => {
-                    alive.touch();
-                    Some((Ok::<_, Infallible>(Bytes::from_static(b": keep-alive\n\n")), (ended, shutdown, alive)))
+                    // An open stream is a session in use: it counts as activity for idle expiry.
+                    self.session.touch();
+                    return Some(Bytes::from_static(b": keep-alive\n\n"));
                 }
+                item = self.outbox.recv() => item?,
+            };
+            let body = match item {
+                session::Outgoing::Ready(body) => Some(body),
+                session::Outgoing::Upstream {
+                    gateway_id,
+                    message,
+                } => {
+                    crate::router::unsolicited(&self.app, &self.session, &gateway_id, message).await
+                }
+            };
+            if let Some(body) = body {
+                return Some(Bytes::from(sse::message_event(&body, None)));
             }
-        },
-    );
-    let body = Body::from_stream(futures_util::StreamExt::chain(first, ticks));
-    (
-        [
-            (CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
-            (
-                axum::http::header::CACHE_CONTROL,
-                HeaderValue::from_static("no-cache"),
-            ),
-        ],
-        body,
-    )
-        .into_response()
+        }
+    }
 }
 
 async fn handle_delete(app: &App, scope: Scope, headers: &HeaderMap) -> Response {

@@ -13,7 +13,10 @@ use dashmap::DashMap;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
+use tokio::sync::mpsc;
+
 use crate::catalog::Scope;
+use crate::jsonrpc::Message;
 use crate::upstream::UpstreamSession;
 
 /// Session ids are 128 random bits as 32 lower-case hex digits.
@@ -37,6 +40,10 @@ pub struct DownstreamSession {
     /// JSON text), so a `notifications/cancelled` can be translated.
     pub inflight: Mutex<HashMap<String, Inflight>>,
     next_relay_id: AtomicU64,
+    /// Messages for the client outside any request: they wait here until the
+    /// client's GET stream takes them (bounded; overflow is dropped and logged).
+    pub outbox: mpsc::Sender<Outgoing>,
+    outbox_rx: Mutex<Option<mpsc::Receiver<Outgoing>>>,
     pub created_at: DateTime<Utc>,
     pub initialized: AtomicBool,
     /// Cancelled when the session ends; its GET streams close with it.
@@ -44,6 +51,41 @@ pub struct DownstreamSession {
     born: Instant,
     /// Milliseconds since `born` at the last request.
     last_active_ms: AtomicU64,
+}
+
+/// Something to tell the client on its GET stream.
+pub enum Outgoing {
+    /// A message an upstream sent on its own; translated when delivered.
+    Upstream {
+        gateway_id: String,
+        message: Message,
+    },
+    /// A message of the gateway's own, ready to send (e.g. `list_changed`).
+    Ready(String),
+}
+
+/// Bound on messages waiting for a GET stream.
+const OUTBOX_CAPACITY: usize = 256;
+
+/// The receiving end of a session's outbox, lent to one GET stream at a time
+/// and handed back when that stream ends.
+pub struct OutboxLease {
+    session: Arc<DownstreamSession>,
+    rx: Option<mpsc::Receiver<Outgoing>>,
+}
+
+impl OutboxLease {
+    pub async fn recv(&mut self) -> Option<Outgoing> {
+        self.rx.as_mut()?.recv().await
+    }
+}
+
+impl Drop for OutboxLease {
+    fn drop(&mut self) {
+        if let Some(rx) = self.rx.take() {
+            *lock(&self.session.outbox_rx) = Some(rx);
+        }
+    }
 }
 
 /// A request an upstream sent that awaits the client's answer.
@@ -66,6 +108,23 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl DownstreamSession {
+    /// Lends the outbox to a GET stream; `None` while another stream holds it
+    /// (each message goes to exactly one stream).
+    pub fn lease_outbox(self: &Arc<Self>) -> Option<OutboxLease> {
+        let rx = lock(&self.outbox_rx).take()?;
+        Some(OutboxLease {
+            session: Arc::clone(self),
+            rx: Some(rx),
+        })
+    }
+
+    /// Queues a message for the client's GET stream.
+    pub fn post_to_client(&self, item: Outgoing) {
+        if self.outbox.try_send(item).is_err() {
+            tracing::warn!(session = %self.id, "client message dropped: outbox full or closed (no GET stream reading it?)");
+        }
+    }
+
     /// A fresh id for a request relayed to the client; the prefix keeps it
     /// apart from any id space an upstream uses.
     pub fn next_relay_id(&self) -> String {
@@ -96,6 +155,7 @@ impl SessionStore {
         client_params: Box<RawValue>,
     ) -> Arc<DownstreamSession> {
         let id = hex::encode(rand::random::<[u8; 16]>());
+        let (outbox, outbox_rx) = mpsc::channel(OUTBOX_CAPACITY);
         let session = Arc::new(DownstreamSession {
             id: id.clone(),
             scope,
@@ -105,6 +165,8 @@ impl SessionStore {
             pending: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
             next_relay_id: AtomicU64::new(1),
+            outbox,
+            outbox_rx: Mutex::new(Some(outbox_rx)),
             created_at: Utc::now(),
             initialized: AtomicBool::new(false),
             ended: CancellationToken::new(),

@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-pub use session::{Call, CloseOutcome, SessionInfo, SessionTask, UpstreamSession};
+pub use session::{Call, CloseOutcome, OnMessage, SessionInfo, SessionTask, UpstreamSession};
 
 use crate::catalog::{Connection, Discovery, Features};
 use crate::mcp;
@@ -87,8 +87,14 @@ pub async fn discover(
     connector: &Connector,
     connection: &Connection,
 ) -> Result<Discovery, UpstreamError> {
-    let (session, task) =
-        UpstreamSession::connect(connector, "(discovery)", connection, &discovery_params()).await?;
+    let (session, task) = UpstreamSession::connect(
+        connector,
+        "(discovery)",
+        connection,
+        &discovery_params(),
+        None,
+    )
+    .await?;
     let result = list_features(&session).await;
     let info = session.info().clone();
     drop(session);
@@ -190,8 +196,14 @@ pub async fn call_once(
     method: &str,
     params: Option<Box<RawValue>>,
 ) -> Result<Reply, UpstreamError> {
-    let (session, task) =
-        UpstreamSession::connect(connector, "(per-call)", connection, &initialize_params()).await?;
+    let (session, task) = UpstreamSession::connect(
+        connector,
+        "(per-call)",
+        connection,
+        &initialize_params(),
+        None,
+    )
+    .await?;
     let result = session.request(method, params).await;
     drop(session);
     task.close(connector.close_timeout).await;
@@ -200,8 +212,14 @@ pub async fn call_once(
 
 /// A health check: can a session be opened (initialize) and closed?
 pub async fn check(connector: &Connector, connection: &Connection) -> Result<(), UpstreamError> {
-    let (session, task) =
-        UpstreamSession::connect(connector, "(health)", connection, &initialize_params()).await?;
+    let (session, task) = UpstreamSession::connect(
+        connector,
+        "(health)",
+        connection,
+        &initialize_params(),
+        None,
+    )
+    .await?;
     drop(session);
     task.close(connector.close_timeout).await;
     Ok(())

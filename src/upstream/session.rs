@@ -34,6 +34,10 @@ pub struct SessionInfo {
     pub init_result: Box<RawValue>,
 }
 
+/// Receives what an upstream sends on its own (its GET stream): log lines,
+/// resource updates, list changes, requests to the client.
+pub type OnMessage = Arc<dyn Fn(Message) + Send + Sync>;
+
 /// One request to send on a session.
 pub struct Call {
     pub method: String,
@@ -102,6 +106,7 @@ impl UpstreamSession {
         gateway_id: &str,
         connection: &Connection,
         init_params: &RawValue,
+        on_message: Option<OnMessage>,
     ) -> Result<(UpstreamSession, SessionTask), UpstreamError> {
         let base = Endpoint::new(connection.url.clone());
         let body = jsonrpc::request_body(0, "initialize", Some(init_params));
@@ -160,6 +165,7 @@ impl UpstreamSession {
             info: info.clone(),
             commands: rx,
             stop: stop.clone(),
+            on_message,
         };
         let join = tokio::spawn(owner.run());
         Ok((
@@ -245,6 +251,7 @@ struct Owner {
     info: Arc<SessionInfo>,
     commands: mpsc::Receiver<Command>,
     stop: CancellationToken,
+    on_message: Option<OnMessage>,
 }
 
 enum Exit {
@@ -255,6 +262,15 @@ enum Exit {
 impl Owner {
     async fn run(mut self) {
         let mut inflight: JoinSet<Option<UpstreamError>> = JoinSet::new();
+        // The GET stream lives as long as this task; dropping the handle set aborts it.
+        let mut listener = JoinSet::new();
+        if let Some(on_message) = self.on_message.take() {
+            listener.spawn(listen_while_open(
+                self.connector.clone(),
+                self.endpoint.clone(),
+                on_message,
+            ));
+        }
         let exit = loop {
             tokio::select! {
                 biased;
@@ -308,6 +324,25 @@ impl Owner {
                 tracing::debug!(gateway = %self.info.gateway_id, error = %e, "upstream DELETE failed");
             }
         }
+    }
+}
+
+/// Keeps the upstream's GET stream open, reconnecting with backoff, until
+/// the upstream says it has none. Runs under the owner task, which aborts it.
+async fn listen_while_open(connector: Connector, endpoint: Endpoint, on_message: OnMessage) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let started = std::time::Instant::now();
+        match http::listen(&connector.client, &endpoint, on_message.as_ref()).await {
+            http::Listened::Unavailable => return,
+            http::Listened::Ended => {}
+        }
+        // A stream that stayed up a while earns a fast reconnect.
+        if started.elapsed() > Duration::from_secs(10) {
+            backoff = Duration::from_millis(250);
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
     }
 }
 

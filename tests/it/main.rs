@@ -12,4 +12,5 @@ mod endpoints;
 mod isolation;
 mod lifecycle;
 mod python_sdk;
+mod server_messages;
 mod upstream_failures;
