@@ -5,6 +5,7 @@
 //! how the gateway connects, removal and disabling close the gateway's live
 //! upstream sessions; cosmetic edits close nothing.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -32,10 +33,14 @@ pub fn routes() -> Router<Arc<App>> {
 #[derive(Deserialize)]
 struct CreateBody {
     name: String,
-    url: String,
+    url: Option<String>,
     transport: Option<String>,
     description: Option<String>,
     tags: Option<Vec<String>>,
+    /// STDIO gateways: the program to run, its arguments and extra environment.
+    command: Option<String>,
+    args: Option<Vec<String>>,
+    env: Option<BTreeMap<String, String>>,
 }
 
 /// Every field optional: PUT is a partial update.
@@ -48,6 +53,9 @@ struct UpdateBody {
     tags: Option<Vec<String>>,
     #[serde(alias = "isActive", alias = "is_active")]
     enabled: Option<bool>,
+    command: Option<String>,
+    args: Option<Vec<String>>,
+    env: Option<BTreeMap<String, String>>,
 }
 
 fn parse_transport(t: Option<&str>) -> Result<Transport, ApiError> {
@@ -58,7 +66,6 @@ fn parse_transport(t: Option<&str>) -> Result<Transport, ApiError> {
             reason: format!("unknown transport {t:?}; expected STREAMABLEHTTP, SSE or STDIO"),
         })?,
     };
-    catalog::validate_transport(transport)?;
     Ok(transport)
 }
 
@@ -71,6 +78,10 @@ pub fn gateway_json(app: &App, g: &Gateway) -> Value {
         "slug": g.slug,
         "url": g.connection.url.as_str(),
         "transport": g.connection.transport.as_str(),
+        "command": g.connection.stdio.as_ref().map(|c| c.program.clone()),
+        "args": g.connection.stdio.as_ref().map(|c| c.args.clone()),
+        // Values often hold API keys for the child: names only.
+        "env": g.connection.stdio.as_ref().map(|c| c.env.keys().map(|k| (k.clone(), json!("*****"))).collect::<serde_json::Map<_, _>>()),
         "description": g.description,
         "tags": g.tags,
         "enabled": g.enabled,
@@ -115,10 +126,16 @@ async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let req: CreateBody = parse_body(&body)?;
     let transport = parse_transport(req.transport.as_deref())?;
+    let connection = Connection::build(
+        req.url.as_deref(),
+        transport,
+        req.command,
+        req.args.unwrap_or_default(),
+        req.env.unwrap_or_default(),
+    )?;
     let spec = GatewaySpec::new(
         req.name,
-        req.url,
-        transport,
+        connection,
         req.description,
         req.tags.unwrap_or_default(),
     )?;
@@ -159,16 +176,23 @@ async fn update(
         })?;
     let name = req.name.map(catalog::validate_name).transpose()?;
     let tags = req.tags.map(catalog::validate_tags).transpose()?;
-    let connection = Connection {
-        url: match &req.url {
-            Some(u) => catalog::validate_url(u)?,
-            None => current.connection.url.clone(),
-        },
-        transport: match &req.transport {
-            Some(t) => parse_transport(Some(t))?,
-            None => current.connection.transport,
-        },
+    let transport = match &req.transport {
+        Some(t) => parse_transport(Some(t))?,
+        None => current.connection.transport,
     };
+    let old_stdio = current.connection.stdio.clone().unwrap_or_default();
+    let connection = Connection::build(
+        Some(
+            req.url
+                .as_deref()
+                .unwrap_or(current.connection.url.as_str()),
+        ),
+        transport,
+        req.command
+            .or(current.connection.stdio.as_ref().map(|c| c.program.clone())),
+        req.args.unwrap_or(old_stdio.args),
+        req.env.unwrap_or(old_stdio.env),
+    )?;
     let enabled = req.enabled.unwrap_or(current.enabled);
     // A new way of connecting must work before it replaces the old one.
     let found = if connection != current.connection || (enabled && !current.enabled) {

@@ -18,9 +18,8 @@ use chrono::Utc;
 use serde_json::Value;
 
 pub use model::{
-    validate_name, validate_tags, validate_transport, validate_url, Connection, Discovery,
-    Features, FieldError, Gateway, GatewaySpec, Item, ItemKind, ServerSpec, Tool, Transport,
-    VirtualServer,
+    validate_name, validate_tags, validate_url, Connection, Discovery, Features, FieldError,
+    Gateway, GatewaySpec, Item, ItemKind, ServerSpec, Tool, Transport, VirtualServer,
 };
 pub use store::{new_id, Store, StoreError};
 pub use view::{ScopeView, URI_SCHEME};

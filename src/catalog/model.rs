@@ -1,5 +1,6 @@
 //! Catalog records and the validated specs that create them.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -9,9 +10,9 @@ use serde_json::Value;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Transport {
     StreamableHttp,
-    /// Legacy HTTP+SSE (2024-11-05). Recognised, not yet implemented.
+    /// Legacy HTTP+SSE (2024-11-05): GET an event stream, POST to the URL it announces.
     Sse,
-    /// A child process speaking over stdin/stdout. Recognised, not yet implemented.
+    /// A child process speaking newline-delimited JSON-RPC over stdin/stdout.
     Stdio,
 }
 
@@ -60,8 +61,78 @@ impl FieldError {
 /// added here can never be forgotten by the eviction check.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Connection {
+    /// For STDIO gateways a synthetic `stdio:` URL naming the program.
     pub url: reqwest::Url,
     pub transport: Transport,
+    /// The child process of a STDIO gateway.
+    pub stdio: Option<StdioCommand>,
+}
+
+/// How to start a STDIO upstream: one child process per upstream session.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct StdioCommand {
+    pub program: String,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+}
+
+impl Connection {
+    /// Validates what the API or config file said about reaching an upstream:
+    /// HTTP transports need an http(s) URL, STDIO needs a command.
+    pub fn build(
+        url: Option<&str>,
+        transport: Transport,
+        command: Option<String>,
+        args: Vec<String>,
+        env: BTreeMap<String, String>,
+    ) -> Result<Connection, FieldError> {
+        match transport {
+            Transport::StreamableHttp | Transport::Sse => {
+                if command.is_some() {
+                    return Err(FieldError::new(
+                        "command",
+                        "only STDIO gateways take a command",
+                    ));
+                }
+                let url = url.ok_or_else(|| FieldError::new("url", "field required"))?;
+                Ok(Connection {
+                    url: validate_url(url)?,
+                    transport,
+                    stdio: None,
+                })
+            }
+            Transport::Stdio => {
+                let program = command
+                    .map(|c| c.trim().to_owned())
+                    .filter(|c| !c.is_empty())
+                    .ok_or_else(|| {
+                        FieldError::new("command", "STDIO gateways need a command to run")
+                    })?;
+                if program.contains('\0') || args.iter().any(|a| a.contains('\0')) {
+                    return Err(FieldError::new("command", "must not contain NUL bytes"));
+                }
+                if env
+                    .keys()
+                    .any(|k| k.is_empty() || k.contains('=') || k.contains('\0'))
+                {
+                    return Err(FieldError::new(
+                        "env",
+                        "variable names must be non-empty, without '=' or NUL",
+                    ));
+                }
+                let url =
+                    reqwest::Url::parse(&format!("stdio:///{}", program.trim_start_matches('/')))
+                        .map_err(|e| {
+                        FieldError::new("command", format!("cannot be named as a URL: {e}"))
+                    })?;
+                Ok(Connection {
+                    url,
+                    transport,
+                    stdio: Some(StdioCommand { program, args, env }),
+                })
+            }
+        }
+    }
 }
 
 /// A validated gateway definition, from the API or the config file.
@@ -78,18 +149,15 @@ pub struct GatewaySpec {
 impl GatewaySpec {
     pub fn new(
         name: String,
-        url: String,
-        transport: Transport,
+        connection: Connection,
         description: Option<String>,
         tags: Vec<String>,
     ) -> Result<Self, FieldError> {
         let name = validate_name(name)?;
-        let url = validate_url(&url)?;
-        validate_transport(transport)?;
         let tags = validate_tags(tags)?;
         Ok(Self {
             name,
-            connection: Connection { url, transport },
+            connection,
             description,
             tags,
             declared: false,
@@ -130,19 +198,6 @@ pub fn validate_url(url: &str) -> Result<reqwest::Url, FieldError> {
         return Err(FieldError::new("url", "must name a host"));
     }
     Ok(parsed)
-}
-
-pub fn validate_transport(t: Transport) -> Result<(), FieldError> {
-    match t {
-        Transport::StreamableHttp => Ok(()),
-        Transport::Sse | Transport::Stdio => Err(FieldError::new(
-            "transport",
-            format!(
-                "{} upstreams are not supported yet; use STREAMABLEHTTP",
-                t.as_str()
-            ),
-        )),
-    }
 }
 
 pub fn validate_tags(tags: Vec<String>) -> Result<Vec<String>, FieldError> {

@@ -10,7 +10,9 @@ use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
 use sqlx::{Row, SqlitePool};
 
-use super::model::{Connection, Features, Gateway, ItemKind, Transport, VirtualServer};
+use super::model::{
+    Connection, Features, Gateway, ItemKind, StdioCommand, Transport, VirtualServer,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -158,11 +160,13 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO gateways (id, name, slug, url, transport, description, tags, enabled, reachable,
-                capabilities, server_info, protocol_version, created_at, updated_at, last_seen, last_error, declared)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+                capabilities, server_info, protocol_version, created_at, updated_at, last_seen, last_error, declared,
+                command, args, env)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
              ON CONFLICT(id) DO UPDATE SET name = ?2, slug = ?3, url = ?4, transport = ?5, description = ?6,
                 tags = ?7, enabled = ?8, reachable = ?9, capabilities = ?10, server_info = ?11,
-                protocol_version = ?12, updated_at = ?14, last_seen = ?15, last_error = ?16, declared = ?17",
+                protocol_version = ?12, updated_at = ?14, last_seen = ?15, last_error = ?16, declared = ?17,
+                command = ?18, args = ?19, env = ?20",
         )
         .bind(&g.id)
         .bind(&g.name)
@@ -181,6 +185,9 @@ impl Store {
         .bind(g.last_seen.map(|t| t.to_rfc3339()))
         .bind(&g.last_error)
         .bind(g.declared)
+        .bind(g.connection.stdio.as_ref().map(|c| c.program.clone()))
+        .bind(json_text(&g.connection.stdio.as_ref().map(|c| c.args.clone()).unwrap_or_default()))
+        .bind(json_text(&g.connection.stdio.as_ref().map(|c| c.env.clone()).unwrap_or_default()))
         .execute(&mut *tx)
         .await?;
         if let Some(tools) = tools {
@@ -374,6 +381,19 @@ fn tags(row: &SqliteRow) -> Result<Vec<String>, StoreError> {
     serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("tags: {e}")))
 }
 
+fn stdio_from_row(row: &SqliteRow) -> Result<Option<StdioCommand>, StoreError> {
+    let Some(program) = row.try_get::<Option<String>, _>("command")? else {
+        return Ok(None);
+    };
+    let args: String = row.try_get("args")?;
+    let env: String = row.try_get("env")?;
+    Ok(Some(StdioCommand {
+        program,
+        args: serde_json::from_str(&args).map_err(|e| StoreError::Corrupt(format!("args: {e}")))?,
+        env: serde_json::from_str(&env).map_err(|e| StoreError::Corrupt(format!("env: {e}")))?,
+    }))
+}
+
 fn gateway_from_row(row: &SqliteRow) -> Result<Gateway, StoreError> {
     let url: String = row.try_get("url")?;
     let transport: String = row.try_get("transport")?;
@@ -386,6 +406,7 @@ fn gateway_from_row(row: &SqliteRow) -> Result<Gateway, StoreError> {
                 .map_err(|e| StoreError::Corrupt(format!("url {url:?}: {e}")))?,
             transport: Transport::parse(&transport)
                 .ok_or_else(|| StoreError::Corrupt(format!("transport {transport:?}")))?,
+            stdio: stdio_from_row(row)?,
         },
         description: row.try_get("description")?,
         tags: tags(row)?,

@@ -33,8 +33,13 @@ pub struct FileConfig {
 #[serde(deny_unknown_fields)]
 pub struct FileGateway {
     pub name: String,
-    pub url: String,
+    pub url: Option<String>,
     pub transport: Option<String>,
     pub description: Option<String>,
     pub tags: Option<Vec<String>>,
+    pub command: Option<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
 }

@@ -2,6 +2,7 @@
 //!
 //! - `http`: the Streamable HTTP client wire protocol (POST, SSE answers, DELETE).
 //! - `session`: one live upstream MCP session, owned by its own task.
+//! - `wire`: stdio and legacy HTTP+SSE, the transports with one inbound stream.
 //! - [`discover`]: a short-lived session to learn what an upstream offers.
 //!
 //! Why not `rmcp`'s client: the gateway relays messages it does not model,
@@ -12,6 +13,7 @@
 
 pub mod http;
 mod session;
+mod wire;
 
 use std::time::Duration;
 

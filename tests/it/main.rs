@@ -13,4 +13,5 @@ mod isolation;
 mod lifecycle;
 mod python_sdk;
 mod server_messages;
+mod transports;
 mod upstream_failures;
