@@ -19,6 +19,8 @@ pub struct App {
     pub catalog: Catalog,
     pub registry: UpstreamSessionRegistry,
     pub sessions: SessionStore,
+    /// Open legacy HTTP+SSE streams (`GET /sse`).
+    pub legacy: crate::downstream::legacy_sse::Streams,
     pub metrics: Arc<Metrics>,
     /// Cancelled when the gateway shuts down; long-lived streams end with it.
     pub shutdown: CancellationToken,
@@ -74,6 +76,7 @@ impl App {
             catalog,
             registry,
             sessions: SessionStore::default(),
+            legacy: Default::default(),
             metrics,
             shutdown,
             upstream_init_params: upstream::initialize_params(),

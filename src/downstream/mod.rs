@@ -5,6 +5,7 @@
 //! framing, session lookup. What a method does is `router`'s business.
 
 mod guard;
+pub mod legacy_sse;
 mod rpc;
 pub mod session;
 
@@ -38,7 +39,7 @@ use session::DownstreamSession;
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
 /// Comment lines on idle GET streams keep proxies from timing them out.
-const KEEPALIVE: Duration = Duration::from_secs(15);
+pub(crate) const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// The MCP endpoints, behind DNS-rebinding protection.
 pub fn routes(app: &Arc<App>) -> Router<Arc<App>> {
@@ -54,6 +55,7 @@ pub fn routes(app: &Arc<App>) -> Router<Arc<App>> {
             post(post_server).get(get_server).delete(delete_server),
         )
         .route("/rpc", post(rpc::post))
+        .merge(legacy_sse::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(app),
             guard::check,
@@ -418,7 +420,7 @@ where
     sse_response(Body::from_stream(events))
 }
 
-fn sse_response(body: Body) -> Response {
+pub(crate) fn sse_response(body: Body) -> Response {
     (
         [
             (CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
@@ -513,59 +515,84 @@ fn initialize(
     id: &RawValue,
     params: Option<&RawValue>,
 ) -> Response {
+    match open_session(app, scope, params, None, &mcp::DOWNSTREAM_VERSIONS) {
+        Ok((session, result)) => {
+            let mut resp = respond(framing, jsonrpc::result_body(id, &result));
+            if let Ok(v) = HeaderValue::from_str(&session.id) {
+                resp.headers_mut().insert(SESSION_HEADER, v);
+            }
+            resp
+        }
+        Err(Refusal::Http(e)) => e.into_response(),
+        Err(Refusal::Rpc { code, message }) => {
+            respond(framing, jsonrpc::error_body(Some(id), code, message, None))
+        }
+    }
+}
+
+/// Why `initialize` did not open a session.
+pub(crate) enum Refusal {
+    /// At the HTTP level (unknown virtual server).
+    Http(HttpError),
+    /// As a JSON-RPC error to the request.
+    Rpc { code: i64, message: &'static str },
+}
+
+/// Opens a downstream session for an `initialize` (with `id` chosen already,
+/// for legacy SSE, or a fresh one) and builds the result to answer with:
+/// the negotiated version among `versions` and what the endpoint's
+/// gateways can do.
+pub(crate) fn open_session(
+    app: &App,
+    scope: Scope,
+    params: Option<&RawValue>,
+    id: Option<String>,
+    versions: &[&'static str],
+) -> Result<(Arc<DownstreamSession>, Box<RawValue>), Refusal> {
     let parsed: Value = params
         .and_then(|p| serde_json::from_str(p.get()).ok())
         .unwrap_or(Value::Null);
     if !parsed.is_object() {
-        let body = jsonrpc::error_body(
-            Some(id),
-            code::INVALID_PARAMS,
-            "initialize needs params with protocolVersion, capabilities and clientInfo",
-            None,
-        );
-        return respond(framing, body);
+        return Err(Refusal::Rpc {
+            code: code::INVALID_PARAMS,
+            message: "initialize needs params with protocolVersion, capabilities and clientInfo",
+        });
     }
     let snap = app.catalog.snapshot();
     let server_name = match &scope {
         Scope::All => "switchyard".to_owned(),
         Scope::Server(server_id) => match snap.server(server_id).filter(|s| s.enabled) {
             Some(s) => s.name.clone(),
-            None => return HttpError::UnknownServer.into_response(),
+            None => return Err(Refusal::Http(HttpError::UnknownServer)),
         },
     };
     let Some(view) = snap.scope(&scope) else {
-        return HttpError::UnknownServer.into_response();
+        return Err(Refusal::Http(HttpError::UnknownServer));
     };
     let capabilities: Value =
         serde_json::from_str(view.capabilities().get()).unwrap_or_else(|_| json!({"tools": {}}));
-    let version = mcp::negotiate(parsed.get("protocolVersion").and_then(Value::as_str));
+    let version = mcp::negotiate_among(
+        versions,
+        parsed.get("protocolVersion").and_then(Value::as_str),
+    );
     let client_params = params
         .map(ToOwned::to_owned)
         .unwrap_or_else(|| jsonrpc::raw("{}".into()));
-    let session = app.sessions.create(scope, version, client_params);
+    let session = app.sessions.create(scope, version, client_params, id);
     app.registry.open(&session.id);
     session.touch();
     let client = parsed
         .pointer("/clientInfo/name")
         .and_then(Value::as_str)
         .unwrap_or("?");
-    tracing::info!(
-        session = %session.id,
-        protocol_version = version,
-        client,
-        "downstream session created"
-    );
+    tracing::info!(session = %session.id, protocol_version = version, client, "downstream session created");
     let result = json!({
         "protocolVersion": version,
         "capabilities": capabilities,
         "serverInfo": {"name": server_name, "version": env!("CARGO_PKG_VERSION")},
         "instructions": "Switchyard MCP gateway: tools of the registered upstream servers, named <gateway>-<tool>.",
     });
-    let mut resp = respond(framing, jsonrpc::result_body(id, &jsonrpc::to_raw(&result)));
-    if let Ok(v) = HeaderValue::from_str(&session.id) {
-        resp.headers_mut().insert(SESSION_HEADER, v);
-    }
-    resp
+    Ok((session, jsonrpc::to_raw(&result)))
 }
 
 fn handle_get(app: &Arc<App>, scope: Scope, headers: &HeaderMap) -> Response {

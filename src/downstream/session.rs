@@ -153,8 +153,9 @@ impl SessionStore {
         scope: Scope,
         protocol_version: &'static str,
         client_params: Box<RawValue>,
+        id: Option<String>,
     ) -> Arc<DownstreamSession> {
-        let id = hex::encode(rand::random::<[u8; 16]>());
+        let id = id.unwrap_or_else(new_id);
         let (outbox, outbox_rx) = mpsc::channel(OUTBOX_CAPACITY);
         let session = Arc::new(DownstreamSession {
             id: id.clone(),
@@ -236,6 +237,11 @@ fn upstream_init_params(client: &RawValue) -> Box<RawValue> {
     }))
 }
 
+/// A fresh session id: 128 random bits from the OS-seeded CSPRNG, as hex.
+pub fn new_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
 pub fn well_formed(id: &str) -> bool {
     id.len() == ID_LEN
         && id
@@ -251,8 +257,8 @@ mod tests {
     fn ids_are_unique_and_well_formed() {
         let store = SessionStore::default();
         let raw = crate::jsonrpc::to_raw(&serde_json::json!({}));
-        let a = store.create(Scope::All, "2025-11-25", raw.clone());
-        let b = store.create(Scope::All, "2025-11-25", raw);
+        let a = store.create(Scope::All, "2025-11-25", raw.clone(), None);
+        let b = store.create(Scope::All, "2025-11-25", raw, None);
         assert_ne!(a.id, b.id);
         assert!(well_formed(&a.id));
         assert!(store.get(&a.id).is_some());
