@@ -276,21 +276,15 @@ async fn dispatch(
         }
         "logging/setLevel" => {
             let params = params_object(req)?;
-            string_param(&params, "level")?;
-            // Every gateway behind this endpoint that logs gets the level.
-            let loggers: Vec<Arc<Gateway>> = view
-                .gateways()
-                .iter()
-                .filter(|g| {
-                    g.reachable && g.capabilities.get("logging").is_some_and(|v| !v.is_null())
-                })
-                .cloned()
-                .collect();
-            for g in loggers {
-                if let Outcome::UpstreamError(e) =
-                    forward(app, view, &via, &g, req, params.clone(), ctx).await?
-                {
-                    return Ok(Outcome::UpstreamError(e));
+            let level = string_param(&params, "level")?;
+            // Remembered, and told to the upstream sessions this client has
+            // now; others hear it before their first request (see
+            // `apply_log_level`). Opening sessions just to set a level would
+            // cost every client a session on every logging gateway.
+            if let Via::Session(session) = &via {
+                *lock(&session.log_level) = Some(level);
+                for upstream in app.registry.upstreams_of(&session.id) {
+                    apply_log_level(app, session, &upstream).await;
                 }
             }
             Ok(Outcome::Result(jsonrpc::raw("{}".to_owned())))
@@ -419,6 +413,31 @@ struct Hop<'a> {
     session: &'a DownstreamSession,
     view: &'a ScopeView,
     upstream: &'a UpstreamSession,
+}
+
+/// Tells an upstream session the client's log level, once per level, if its
+/// gateway logs at all. Failures are the upstream's business, not the
+/// request's: the level is advice.
+async fn apply_log_level(app: &App, session: &DownstreamSession, upstream: &UpstreamSession) {
+    let Some(level) = lock(&session.log_level).clone() else {
+        return;
+    };
+    if upstream.log_level().as_deref() == Some(level.as_str()) {
+        return;
+    }
+    let logs = app
+        .catalog
+        .snapshot()
+        .gateway(&upstream.info().gateway_id)
+        .is_some_and(|g| g.capabilities.get("logging").is_some_and(|v| !v.is_null()));
+    if !logs {
+        return;
+    }
+    upstream.set_log_level(&level);
+    let params = jsonrpc::to_raw(&json!({ "level": level }));
+    if let Err(e) = upstream.request("logging/setLevel", Some(params)).await {
+        tracing::debug!(error = %e, "logging/setLevel not applied upstream");
+    }
 }
 
 /// Sends one request on the session's upstream session and waits for its

@@ -39,6 +39,8 @@ pub struct DownstreamSession {
     /// This session's requests in flight upstream, by the client's id (its
     /// JSON text), so a `notifications/cancelled` can be translated.
     pub inflight: Mutex<HashMap<String, Inflight>>,
+    /// The level the client asked for with `logging/setLevel`, if any.
+    pub log_level: Mutex<Option<String>>,
     next_relay_id: AtomicU64,
     /// Messages for the client outside any request: they wait here until the
     /// client's GET stream takes them (bounded; overflow is dropped and logged).
@@ -165,6 +167,7 @@ impl SessionStore {
             client_params,
             pending: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
+            log_level: Mutex::new(None),
             next_relay_id: AtomicU64::new(1),
             outbox,
             outbox_rx: Mutex::new(Some(outbox_rx)),

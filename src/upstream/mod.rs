@@ -119,7 +119,7 @@ pub async fn discover(
 fn discovery_params() -> Box<RawValue> {
     crate::jsonrpc::to_raw(&json!({
         "protocolVersion": mcp::LATEST_VERSION,
-        "capabilities": {"sampling": {}, "elicitation": {}, "roots": {"listChanged": true}},
+        "capabilities": {"sampling": {}, "elicitation": {"form": {}, "url": {}}, "roots": {"listChanged": true}},
         "clientInfo": {"name": "switchyard", "version": env!("CARGO_PKG_VERSION")},
     }))
 }

@@ -86,6 +86,8 @@ pub struct UpstreamSession {
     next_id: Arc<AtomicU64>,
     /// How long a caller waits for an answer.
     timeout: Duration,
+    /// The `logging/setLevel` this session was last given, so it is sent once.
+    log_level: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// The owner task of a session; held by exactly one owner (the registry, or
@@ -164,6 +166,7 @@ impl UpstreamSession {
                 info,
                 next_id: Arc::new(AtomicU64::new(1)),
                 timeout: connector.request_timeout,
+                log_level: Arc::default(),
             },
             SessionTask { stop, join },
         ))
@@ -191,6 +194,19 @@ impl UpstreamSession {
     ) -> Result<Reply, UpstreamError> {
         self.call(self.next_request_id(), Call::new(method, params))
             .await
+    }
+
+    /// The log level last sent on this session.
+    pub fn log_level(&self) -> Option<String> {
+        self.log_level
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Records the log level being sent on this session.
+    pub fn set_log_level(&self, level: &str) {
+        *self.log_level.lock().unwrap_or_else(|p| p.into_inner()) = Some(level.to_owned());
     }
 
     /// Reserves the id the next [`call`](Self::call) will be sent with.
@@ -437,6 +453,7 @@ async fn connect_multiplexed(
         info,
         next_id: Arc::new(AtomicU64::new(1)),
         timeout: connector.request_timeout,
+        log_level: Arc::default(),
     };
     Ok((session, SessionTask { stop, join }))
 }

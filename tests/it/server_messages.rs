@@ -153,3 +153,34 @@ async fn list_changes_refresh_the_catalog_and_are_announced_to_clients() {
         .unwrap();
     assert_eq!(gws[0]["name"], "conf");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_level_opens_no_sessions_and_reaches_sessions_opened_later() {
+    let upstream = ConformanceServer::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let gw = TestGateway::start().await;
+    gw.register("conf", &upstream.url()).await;
+    let before = upstream.live_sessions();
+    let mut a = McpClient::connect(gw.url("/mcp")).await;
+    let set = a
+        .request("logging/setLevel", json!({"level": "debug"}))
+        .await;
+    assert_eq!(set.body["result"], json!({}), "{}", set.body);
+    assert_eq!(
+        upstream.live_sessions(),
+        before,
+        "a log level alone opens no upstream session"
+    );
+    // The first call opens the session; the level goes first, so the tool's
+    // debug lines come through on the call's stream.
+    let (status, _, text) = a
+        .post_raw(json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "conf-test_tool_with_logging", "arguments": {}}}).to_string())
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("notifications/message"),
+        "log lines relayed: {text}"
+    );
+    assert_eq!(upstream.live_sessions(), before + 1);
+}
