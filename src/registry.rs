@@ -354,14 +354,7 @@ impl UpstreamSessionRegistry {
                 taken.push((entry.key().clone(), slot));
             }
         }
-        let closing = taken
-            .iter()
-            .map(|(sid, slot)| async move { self.close_slot(slot, sid, reason, false).await });
-        join_all(closing)
-            .await
-            .into_iter()
-            .filter(|closed| *closed)
-            .count()
+        self.close_taken(&taken, reason).await
     }
 
     /// Ends everything, in parallel, each session bounded by the grace period.
@@ -387,14 +380,7 @@ impl UpstreamSessionRegistry {
                     .map(|(_, slot)| (entry.key().clone(), slot)),
             );
         }
-        let closing = taken
-            .iter()
-            .map(|(sid, slot)| async move { self.close_slot(slot, sid, reason, false).await });
-        join_all(closing)
-            .await
-            .into_iter()
-            .filter(|closed| *closed)
-            .count()
+        self.close_taken(&taken, reason).await
     }
 
     /// Live upstream sessions right now (for the metrics gauge).
@@ -403,6 +389,18 @@ impl UpstreamSessionRegistry {
             .iter()
             .map(|e| lock(e.value()).map.len())
             .sum()
+    }
+
+    /// Closes slots taken out of their maps, in parallel; the count closed.
+    async fn close_taken(&self, taken: &[(String, Arc<Slot>)], reason: EvictReason) -> usize {
+        let closing = taken
+            .iter()
+            .map(|(sid, slot)| self.close_slot(slot, sid, reason, false));
+        join_all(closing)
+            .await
+            .into_iter()
+            .filter(|closed| *closed)
+            .count()
     }
 
     /// Takes the slot's live session (waiting for an in-flight connect to

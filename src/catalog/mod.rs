@@ -258,13 +258,7 @@ impl Catalog {
     ) -> Result<(Arc<Gateway>, Arc<Gateway>), CatalogError> {
         let _w = self.write.lock().await;
         let snap = self.snapshot();
-        let before = snap
-            .gateway(id)
-            .cloned()
-            .ok_or_else(|| CatalogError::NotFound {
-                kind: "gateway",
-                id: id.to_owned(),
-            })?;
+        let before = find(&snap.gateways, "gateway", id, |g| &g.id)?;
         let mut after = (*before).clone();
         edit(&mut after);
         after.slug = naming::slugify(&after.name);
@@ -281,14 +275,7 @@ impl Catalog {
         self.check_gateway_conflicts(&snap, Some(id), &after.name, &after.slug, &check_tools)?;
         self.store.save_gateway(&after, features.as_ref()).await?;
         self.reload().await?;
-        let after = self
-            .snapshot()
-            .gateway(id)
-            .cloned()
-            .ok_or_else(|| CatalogError::NotFound {
-                kind: "gateway",
-                id: id.to_owned(),
-            })?;
+        let after = find(&self.snapshot().gateways, "gateway", id, |g| &g.id)?;
         Ok((before, after))
     }
 
@@ -299,37 +286,17 @@ impl Catalog {
         edit: impl FnOnce(&mut Gateway),
     ) -> Result<Arc<Gateway>, CatalogError> {
         let _w = self.write.lock().await;
-        let before =
-            self.snapshot()
-                .gateway(id)
-                .cloned()
-                .ok_or_else(|| CatalogError::NotFound {
-                    kind: "gateway",
-                    id: id.to_owned(),
-                })?;
+        let before = find(&self.snapshot().gateways, "gateway", id, |g| &g.id)?;
         let mut after = (*before).clone();
         edit(&mut after);
         self.store.save_gateway(&after, None).await?;
         self.reload().await?;
-        self.snapshot()
-            .gateway(id)
-            .cloned()
-            .ok_or_else(|| CatalogError::NotFound {
-                kind: "gateway",
-                id: id.to_owned(),
-            })
+        find(&self.snapshot().gateways, "gateway", id, |g| &g.id)
     }
 
     pub async fn delete_gateway(&self, id: &str) -> Result<Arc<Gateway>, CatalogError> {
         let _w = self.write.lock().await;
-        let gone = self
-            .snapshot()
-            .gateway(id)
-            .cloned()
-            .ok_or_else(|| CatalogError::NotFound {
-                kind: "gateway",
-                id: id.to_owned(),
-            })?;
+        let gone = find(&self.snapshot().gateways, "gateway", id, |g| &g.id)?;
         self.store.delete_gateway(id).await?;
         self.reload().await?;
         Ok(gone)
@@ -423,13 +390,7 @@ impl Catalog {
     ) -> Result<Arc<VirtualServer>, CatalogError> {
         let _w = self.write.lock().await;
         let snap = self.snapshot();
-        let before = snap
-            .server(id)
-            .cloned()
-            .ok_or_else(|| CatalogError::NotFound {
-                kind: "server",
-                id: id.to_owned(),
-            })?;
+        let before = find(&snap.servers, "server", id, |s| &s.id)?;
         let mut after = (*before).clone();
         edit(&mut after);
         after.updated_at = Utc::now();
@@ -446,13 +407,7 @@ impl Catalog {
         self.check_server(&snap, Some(id), &spec)?;
         self.store.save_server(&after).await?;
         self.reload().await?;
-        self.snapshot()
-            .server(id)
-            .cloned()
-            .ok_or_else(|| CatalogError::NotFound {
-                kind: "server",
-                id: id.to_owned(),
-            })
+        find(&self.snapshot().servers, "server", id, |s| &s.id)
     }
 
     pub async fn delete_server(&self, id: &str) -> Result<(), CatalogError> {
@@ -469,6 +424,23 @@ impl Catalog {
     pub async fn close(&self) {
         self.store.close().await;
     }
+}
+
+/// The record with `id`, or the NotFound error the API turns into a 404.
+fn find<T>(
+    items: &[Arc<T>],
+    kind: &'static str,
+    id: &str,
+    key: impl Fn(&T) -> &String,
+) -> Result<Arc<T>, CatalogError> {
+    items
+        .iter()
+        .find(|t| key(t) == id)
+        .cloned()
+        .ok_or_else(|| CatalogError::NotFound {
+            kind,
+            id: id.to_owned(),
+        })
 }
 
 fn build_snapshot(loaded: store::Loaded, separator: &str) -> Snapshot {
