@@ -1,9 +1,10 @@
 //! The shared state every handler sees, and the assembly of the HTTP service.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use serde_json::value::RawValue;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Auth, AuthStartError};
@@ -23,11 +24,25 @@ pub struct App {
     pub sessions: SessionStore,
     /// In-flight request slots per principal.
     pub inflight: InflightLimits,
+    /// Open legacy HTTP+SSE streams (`GET /sse`).
+    pub legacy: crate::downstream::legacy_sse::Streams,
     pub metrics: Arc<Metrics>,
     /// Cancelled when the gateway shuts down; long-lived streams end with it.
     pub shutdown: CancellationToken,
     /// The `initialize` params sent to upstreams, built once.
     pub upstream_init_params: Box<RawValue>,
+    /// Gateways whose lists changed (an upstream said `*/list_changed`),
+    /// for the refresher in `lifecycle`.
+    refreshes: mpsc::UnboundedSender<ListChanged>,
+    refreshes_rx: Mutex<Option<mpsc::UnboundedReceiver<ListChanged>>>,
+}
+
+/// An upstream announced that one of its lists changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListChanged {
+    pub gateway_id: String,
+    /// The notification it sent, e.g. `notifications/tools/list_changed`.
+    pub method: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +79,7 @@ impl App {
             close_timeout: settings.timeouts.shutdown,
         };
         let metrics = Arc::new(Metrics::new());
+        let (refreshes, refreshes_rx) = mpsc::unbounded_channel();
         let registry = UpstreamSessionRegistry::new(
             connector,
             settings.timeouts.shutdown,
@@ -79,10 +95,29 @@ impl App {
             registry,
             sessions,
             inflight,
+            legacy: Default::default(),
             metrics,
             shutdown,
             upstream_init_params: upstream::initialize_params(),
+            refreshes,
+            refreshes_rx: Mutex::new(Some(refreshes_rx)),
         }))
+    }
+
+    /// Asks the refresher to re-read a gateway's lists and tell clients.
+    pub fn request_refresh(&self, gateway_id: &str, method: &str) {
+        let _ = self.refreshes.send(ListChanged {
+            gateway_id: gateway_id.to_owned(),
+            method: method.to_owned(),
+        });
+    }
+
+    /// The refresher's end of the queue; there is one refresher per app.
+    pub fn take_refreshes(&self) -> Option<mpsc::UnboundedReceiver<ListChanged>> {
+        self.refreshes_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     pub fn router(self: &Arc<Self>) -> Router {

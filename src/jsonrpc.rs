@@ -20,9 +20,13 @@ pub mod code {
     /// The upstream forgot its session (it answered 404); the next call builds a new one.
     pub const UPSTREAM_SESSION_EXPIRED: i64 = -32001;
     /// The upstream did not answer in time.
-    pub const UPSTREAM_TIMEOUT: i64 = -32002;
+    pub const UPSTREAM_TIMEOUT: i64 = -32003;
+    /// Spec (server/resources, "Error Handling"): the resource does not exist.
+    pub const RESOURCE_NOT_FOUND: i64 = -32002;
+    /// The client cancelled the request (as LSP numbers it; MCP names no code).
+    pub const REQUEST_CANCELLED: i64 = -32800;
     /// Too many requests in flight for the session or principal (HTTP 429).
-    pub const TOO_BUSY: i64 = -32003;
+    pub const TOO_BUSY: i64 = -32004;
 }
 
 /// One JSON-RPC message as it arrived, classified.

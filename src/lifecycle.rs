@@ -10,9 +10,13 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio_util::task::TaskTracker;
 
-use crate::app::App;
+use tokio::sync::mpsc;
+
+use crate::app::{App, ListChanged};
 use crate::catalog::{CatalogError, GatewaySpec};
 use crate::downstream;
+use crate::downstream::session::Outgoing;
+use crate::jsonrpc;
 use crate::registry::EvictReason;
 use crate::upstream;
 
@@ -20,6 +24,81 @@ use crate::upstream;
 pub fn spawn(app: &Arc<App>, tracker: &TaskTracker) {
     tracker.spawn(expire_idle_sessions(Arc::clone(app)));
     tracker.spawn(check_gateways(Arc::clone(app)));
+    if let Some(changes) = app.take_refreshes() {
+        tracker.spawn(refresh_on_list_changed(Arc::clone(app), changes));
+    }
+}
+
+/// An upstream said one of its lists changed: re-read the gateway's lists
+/// into the catalog, then tell every client whose endpoint shows that
+/// gateway, on its GET stream. Bursts (one notice per upstream session) are
+/// gathered for a moment and handled once per gateway.
+async fn refresh_on_list_changed(app: Arc<App>, mut changes: mpsc::UnboundedReceiver<ListChanged>) {
+    const GATHER: Duration = Duration::from_millis(100);
+    loop {
+        let first = tokio::select! {
+            _ = app.shutdown.cancelled() => return,
+            c = changes.recv() => match c {
+                Some(c) => c,
+                None => return,
+            },
+        };
+        let mut batch = vec![first];
+        let gather = tokio::time::sleep(GATHER);
+        tokio::pin!(gather);
+        loop {
+            tokio::select! {
+                _ = &mut gather => break,
+                Some(c) = changes.recv() => batch.push(c),
+            }
+        }
+        let mut gateways: Vec<String> = batch.iter().map(|c| c.gateway_id.clone()).collect();
+        gateways.sort();
+        gateways.dedup();
+        for gateway_id in gateways {
+            let Some(g) = app.catalog.snapshot().gateway(&gateway_id).cloned() else {
+                continue;
+            };
+            let found = match upstream::discover(app.registry.connector(), &g.connection).await {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::info!(gateway = %gateway_id, error = %e, "list refresh failed");
+                    continue;
+                }
+            };
+            let features = found.features.clone();
+            if let Err(e) = app
+                .catalog
+                .update_gateway(&gateway_id, |_| {}, Some(features))
+                .await
+            {
+                tracing::info!(gateway = %gateway_id, error = %e, "list refresh not stored");
+                continue;
+            }
+            let mut methods: Vec<&str> = batch
+                .iter()
+                .filter(|c| c.gateway_id == gateway_id)
+                .map(|c| c.method.as_str())
+                .collect();
+            methods.sort_unstable();
+            methods.dedup();
+            let snap = app.catalog.snapshot();
+            let mut told = 0usize;
+            for session in app.sessions.all() {
+                let shows = snap
+                    .scope(&session.scope)
+                    .is_some_and(|v| v.gateways().iter().any(|g| g.id == gateway_id));
+                if shows {
+                    for m in &methods {
+                        session
+                            .post_to_client(Outgoing::Ready(jsonrpc::notification_body(m, None)));
+                    }
+                    told += 1;
+                }
+            }
+            tracing::info!(gateway = %gateway_id, sessions_told = told, "gateway lists refreshed");
+        }
+    }
 }
 
 /// Ends downstream sessions idle longer than `session_idle_timeout`, exactly
@@ -124,7 +203,7 @@ async fn recover(app: &App, id: &str) -> Result<(), CatalogError> {
     };
     match upstream::discover(app.registry.connector(), &g.connection).await {
         Ok(found) => {
-            let tools = found.tools.clone();
+            let features = found.features.clone();
             app.catalog
                 .update_gateway(
                     id,
@@ -136,7 +215,7 @@ async fn recover(app: &App, id: &str) -> Result<(), CatalogError> {
                         g.server_info = found.server_info;
                         g.protocol_version = Some(found.protocol_version);
                     },
-                    Some(tools),
+                    Some(features),
                 )
                 .await?;
             tracing::info!(gateway = %id, "gateway reachable again");
@@ -178,7 +257,7 @@ pub async fn sync_declared_gateways(
                     && g.passthrough_headers == spec.passthrough_headers => {}
             Some(g) => {
                 let found = upstream::discover(app.registry.connector(), &spec.connection).await;
-                let tools = found.as_ref().ok().map(|f| f.tools.clone());
+                let features = found.as_ref().ok().map(|f| f.features.clone());
                 let spec = spec.clone();
                 let (before, after) = app
                     .catalog
@@ -204,7 +283,7 @@ pub async fn sync_declared_gateways(
                                 }
                             }
                         },
-                        tools,
+                        features,
                     )
                     .await?;
                 if before.connection != after.connection {

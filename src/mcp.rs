@@ -12,10 +12,19 @@ pub const DOWNSTREAM_VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03
 /// we handle.
 pub const UPSTREAM_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 
+/// Revisions a legacy HTTP+SSE client may negotiate on `/sse`.
+pub const LEGACY_SSE_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+
 /// Spec, lifecycle: answer with the requested version if supported, else our latest.
 pub fn negotiate(requested: Option<&str>) -> &'static str {
+    negotiate_among(&DOWNSTREAM_VERSIONS, requested)
+}
+
+/// [`negotiate`] over a given set, whose first entry is the preferred one.
+pub fn negotiate_among(supported: &[&'static str], requested: Option<&str>) -> &'static str {
     requested
-        .and_then(|r| DOWNSTREAM_VERSIONS.iter().find(|v| **v == r))
+        .and_then(|r| supported.iter().find(|v| **v == r))
+        .or(supported.first())
         .copied()
         .unwrap_or(LATEST_VERSION)
 }

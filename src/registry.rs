@@ -23,7 +23,7 @@ use crate::catalog::{Connection, Gateway};
 use crate::jsonrpc::code;
 use crate::metrics::Metrics;
 use crate::upstream::{
-    CloseOutcome, Connector, Reply, SessionTask, UpstreamError, UpstreamSession,
+    CloseOutcome, Connector, OnMessage, Reply, SessionTask, UpstreamError, UpstreamSession,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -194,12 +194,15 @@ impl UpstreamSessionRegistry {
     }
 
     /// The upstream session for `(downstream_sid, gateway)`, connecting on
-    /// first use with `init_params` as the upstream `initialize` params.
+    /// first use with `init_params` as the upstream `initialize` params and
+    /// `on_message` (called only then) receiving what the upstream sends on
+    /// its own.
     pub async fn acquire(
         &self,
         downstream_sid: &str,
         gateway: &Gateway,
         init_params: &RawValue,
+        on_message: impl FnOnce() -> Option<OnMessage>,
     ) -> Result<UpstreamSession, RegistryError> {
         let slots = self
             .sessions
@@ -269,6 +272,7 @@ impl UpstreamSessionRegistry {
             &gateway.id,
             &gateway.connection,
             init_params,
+            on_message(),
         )
         .await?;
         tracing::debug!(
@@ -350,14 +354,7 @@ impl UpstreamSessionRegistry {
                 taken.push((entry.key().clone(), slot));
             }
         }
-        let closing = taken
-            .iter()
-            .map(|(sid, slot)| async move { self.close_slot(slot, sid, reason, false).await });
-        join_all(closing)
-            .await
-            .into_iter()
-            .filter(|closed| *closed)
-            .count()
+        self.close_taken(&taken, reason).await
     }
 
     /// Ends everything, in parallel, each session bounded by the grace period.
@@ -383,14 +380,7 @@ impl UpstreamSessionRegistry {
                     .map(|(_, slot)| (entry.key().clone(), slot)),
             );
         }
-        let closing = taken
-            .iter()
-            .map(|(sid, slot)| async move { self.close_slot(slot, sid, reason, false).await });
-        join_all(closing)
-            .await
-            .into_iter()
-            .filter(|closed| *closed)
-            .count()
+        self.close_taken(&taken, reason).await
     }
 
     /// Live upstream sessions right now (for the metrics gauge).
@@ -399,6 +389,18 @@ impl UpstreamSessionRegistry {
             .iter()
             .map(|e| lock(e.value()).map.len())
             .sum()
+    }
+
+    /// Closes slots taken out of their maps, in parallel; the count closed.
+    async fn close_taken(&self, taken: &[(String, Arc<Slot>)], reason: EvictReason) -> usize {
+        let closing = taken
+            .iter()
+            .map(|(sid, slot)| self.close_slot(slot, sid, reason, false));
+        join_all(closing)
+            .await
+            .into_iter()
+            .filter(|closed| *closed)
+            .count()
     }
 
     /// Takes the slot's live session (waiting for an in-flight connect to
@@ -426,6 +428,40 @@ impl UpstreamSessionRegistry {
         let grace = self.grace;
         let metrics = Arc::clone(&self.metrics);
         tokio::spawn(async move { close_live(live, &sid, reason, grace, &metrics).await });
+    }
+
+    /// The live upstream session of `(downstream_sid, gateway_id)`, if there
+    /// is one and it is not busy connecting; never connects.
+    pub fn peek(&self, downstream_sid: &str, gateway_id: &str) -> Option<UpstreamSession> {
+        let slots = self
+            .sessions
+            .get(downstream_sid)
+            .map(|e| Arc::clone(e.value()))?;
+        let slot = lock(&slots).map.get(gateway_id).cloned()?;
+        let state = slot.try_lock().ok()?;
+        match &*state {
+            SlotState::Live(l) if l.session.is_open() => Some(l.session.clone()),
+            _ => None,
+        }
+    }
+
+    /// Every live upstream session of one downstream session.
+    pub fn upstreams_of(&self, downstream_sid: &str) -> Vec<UpstreamSession> {
+        let Some(slots) = self
+            .sessions
+            .get(downstream_sid)
+            .map(|e| Arc::clone(e.value()))
+        else {
+            return Vec::new();
+        };
+        let slots: Vec<Arc<Slot>> = lock(&slots).map.values().cloned().collect();
+        slots
+            .iter()
+            .filter_map(|slot| match &*slot.try_lock().ok()? {
+                SlotState::Live(l) if l.session.is_open() => Some(l.session.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Number of downstream sessions known to the registry.

@@ -1,6 +1,13 @@
 //! What the gateway does with each MCP request of an open downstream session:
-//! answer it locally (`ping`, `tools/list`), route it to the upstream that owns
-//! the name (`tools/call`), or refuse it by name.
+//! answer it locally (`ping`, the `*/list` methods), route it to the upstream
+//! that owns the name or URI (`tools/call`, `prompts/get`, `resources/*`,
+//! `completion/complete`), fan it out (`logging/setLevel`), or refuse it by name.
+//!
+//! While an upstream works on a request it may send messages first —
+//! progress, log lines, its own requests (sampling, elicitation, roots). They
+//! are relayed to the client on the same response stream (see `relay`), with
+//! server-request ids remapped so they cannot collide, and the client's
+//! answers find their way back (`deliver_response`).
 //!
 //! [`RouteError::code`] is the one place a JSON-RPC error code is chosen.
 
@@ -8,19 +15,20 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use reqwest::header::HeaderMap;
-
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::app::App;
-use crate::catalog::{Gateway, Scope};
-use crate::downstream::session::DownstreamSession;
-use crate::jsonrpc::{self, code, Request};
+use crate::catalog::{Gateway, Scope, ScopeView};
+use crate::downstream::session::{lock, DownstreamSession, Inflight, Outgoing, PendingRequest};
+use crate::jsonrpc::{self, code, Message, Request};
 use crate::passthrough;
 use crate::registry::RegistryError;
 use crate::trace::TraceContext;
-use crate::upstream::{self, Reply, UpstreamError};
+use crate::upstream::{self, Call, OnMessage, Reply, UpstreamError, UpstreamSession};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
@@ -30,6 +38,12 @@ pub enum RouteError {
     InvalidParams { reason: String },
     #[error("unknown tool: {name}")]
     UnknownTool { name: String },
+    #[error("unknown prompt: {name}")]
+    UnknownPrompt { name: String },
+    #[error("unknown resource: {uri}")]
+    UnknownResource { uri: String },
+    #[error("request cancelled by the client")]
+    Cancelled,
     #[error("this endpoint's virtual server no longer exists")]
     ScopeGone,
     #[error("session is already initialized")]
@@ -53,9 +67,12 @@ impl RouteError {
         match self {
             RouteError::MethodNotFound { .. } => code::METHOD_NOT_FOUND,
             // Spec (server/tools, "Error Handling"): unknown tools are invalid params.
-            RouteError::InvalidParams { .. } | RouteError::UnknownTool { .. } => {
-                code::INVALID_PARAMS
-            }
+            RouteError::InvalidParams { .. }
+            | RouteError::UnknownTool { .. }
+            | RouteError::UnknownPrompt { .. } => code::INVALID_PARAMS,
+            // Spec (server/resources, "Error Handling"): resource not found is -32002.
+            RouteError::UnknownResource { .. } => code::RESOURCE_NOT_FOUND,
+            RouteError::Cancelled => code::REQUEST_CANCELLED,
             RouteError::AlreadyInitialized => code::INVALID_REQUEST,
             RouteError::ScopeGone | RouteError::SessionEnded => code::INVALID_REQUEST,
             RouteError::GatewayDown { .. } => code::UPSTREAM_UNAVAILABLE,
@@ -77,26 +94,46 @@ impl RouteError {
 }
 
 /// Methods the gateway answers (everything else gets -32601).
-const IMPLEMENTED: [&str; 4] = ["ping", "initialize", "tools/list", "tools/call"];
+const IMPLEMENTED: [&str; 13] = [
+    "ping",
+    "initialize",
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "completion/complete",
+    "logging/setLevel",
+];
 
 pub fn implements(method: &str) -> bool {
     IMPLEMENTED.contains(&method)
 }
 
 /// Per-request facts from the HTTP layer that routing needs.
-#[derive(Clone, Debug, Default)]
+#[derive(Default)]
 pub struct RequestContext {
     pub trace: Option<TraceContext>,
     /// The downstream request's headers. Only `passthrough::select` reads
     /// them for an upstream request, with the gateway's allow-list.
     pub downstream_headers: HeaderMap,
+    /// Where messages for the client go while the request is in progress
+    /// (serialized JSON-RPC messages); `None` when the client cannot take them.
+    pub relay: Option<mpsc::UnboundedSender<String>>,
 }
 
 impl RequestContext {
+    /// Trace context and headers from the request; no relay (set it when
+    /// the client can take interim messages).
     pub fn from_headers(headers: &HeaderMap) -> Self {
         Self {
             trace: TraceContext::from_headers(headers),
             downstream_headers: headers.clone(),
+            relay: None,
         }
     }
 }
@@ -132,99 +169,215 @@ pub enum Via<'a> {
     PerCall,
 }
 
+/// What a request produced: our result, or an upstream's error object verbatim.
+enum Outcome {
+    Result(Box<RawValue>),
+    UpstreamError(Box<RawValue>),
+}
+
 /// Answers one request; the returned string is the whole JSON-RPC response.
 pub async fn handle(
-    app: &App,
-    session: &Arc<DownstreamSession>,
+    app: Arc<App>,
+    session: Arc<DownstreamSession>,
     req: Request,
-    ctx: &RequestContext,
+    ctx: RequestContext,
 ) -> String {
     let span = tracing::debug_span!("rpc", session = %session.id, method = %req.method);
-    dispatch(app, &session.scope, Via::Session(session), req, ctx)
-        .instrument(span)
-        .await
+    let scope = session.scope.clone();
+    respond(
+        &req,
+        dispatch(&app, &scope, Via::Session(&session), &req, &ctx)
+            .instrument(span)
+            .await,
+    )
 }
 
 /// Answers one request arriving without a session (`POST /rpc`).
 pub async fn handle_sessionless(app: &App, req: Request, ctx: &RequestContext) -> String {
     let span = tracing::debug_span!("rpc", session = "-", method = %req.method);
-    dispatch(app, &Scope::All, Via::PerCall, req, ctx)
-        .instrument(span)
-        .await
+    respond(
+        &req,
+        dispatch(app, &Scope::All, Via::PerCall, &req, ctx)
+            .instrument(span)
+            .await,
+    )
+}
+
+fn respond(req: &Request, outcome: Result<Outcome, RouteError>) -> String {
+    match outcome {
+        Ok(Outcome::Result(result)) => jsonrpc::result_body(&req.id, &result),
+        // Upstream JSON-RPC errors reach the client exactly as sent.
+        Ok(Outcome::UpstreamError(error)) => jsonrpc::error_body_raw(Some(&req.id), error.get()),
+        Err(e) => {
+            if matches!(
+                e,
+                RouteError::Upstream { .. } | RouteError::GatewayDown { .. }
+            ) {
+                tracing::info!(method = %req.method, error = %e, "request failed");
+            }
+            e.into_body(&req.id)
+        }
+    }
 }
 
 async fn dispatch(
     app: &App,
     scope: &Scope,
     via: Via<'_>,
-    req: Request,
+    req: &Request,
     ctx: &RequestContext,
-) -> String {
-    let outcome = match req.method.as_str() {
-        "ping" => Ok(empty_result()),
+) -> Result<Outcome, RouteError> {
+    let snap = app.catalog.snapshot();
+    let view = snap.scope(scope).ok_or(RouteError::ScopeGone)?;
+    let listed = |list: &RawValue| Ok(Outcome::Result(list.to_owned()));
+    match req.method.as_str() {
+        "ping" => Ok(Outcome::Result(jsonrpc::raw("{}".to_owned()))),
         "initialize" => Err(RouteError::AlreadyInitialized),
-        "tools/list" => tools_list(app, scope),
-        "tools/call" => match call_tool(app, scope, via, req.params.as_deref(), ctx).await {
-            Ok(Reply(Ok(result))) => Ok(result),
-            // Upstream JSON-RPC errors reach the client exactly as sent.
-            Ok(Reply(Err(error))) => return jsonrpc::error_body_raw(Some(&req.id), error.get()),
-            Err(e) => {
-                tracing::info!(error = %e, "tools/call failed");
-                Err(e)
+        // Every list in one page: the catalog holds them in memory already.
+        "tools/list" => listed(view.tools_list()),
+        "prompts/list" => listed(view.prompts_list()),
+        "resources/list" => listed(view.resources_list()),
+        "resources/templates/list" => listed(view.templates_list()),
+        "tools/call" => {
+            let mut params = params_object(req)?;
+            let name = string_param(&params, "name")?;
+            let tool = view.tool(&name).ok_or(RouteError::UnknownTool { name })?;
+            params.insert("name".into(), Value::String(tool.original_name.clone()));
+            forward(app, view, &via, &tool.gateway, req, params, ctx).await
+        }
+        "prompts/get" => {
+            let mut params = params_object(req)?;
+            let name = string_param(&params, "name")?;
+            let prompt = view
+                .prompt(&name)
+                .ok_or(RouteError::UnknownPrompt { name })?;
+            params.insert("name".into(), Value::String(prompt.key.clone()));
+            forward(app, view, &via, &prompt.gateway, req, params, ctx).await
+        }
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            let mut params = params_object(req)?;
+            let uri = string_param(&params, "uri")?;
+            let (gateway, original) = view
+                .resolve_uri(&uri)
+                .ok_or(RouteError::UnknownResource { uri })?;
+            let gateway = Arc::clone(gateway);
+            params.insert("uri".into(), Value::String(original));
+            let outcome = forward(app, view, &via, &gateway, req, params, ctx).await?;
+            match outcome {
+                Outcome::Result(result)
+                    if req.method == "resources/read" && !view.is_passthrough() =>
+                {
+                    Ok(Outcome::Result(expose_contents(view, &gateway, &result)))
+                }
+                other => Ok(other),
             }
-        },
+        }
+        "completion/complete" => {
+            let mut params = params_object(req)?;
+            let reference = params.get("ref").cloned().unwrap_or(Value::Null);
+            let (gateway, rewritten) = match reference.get("type").and_then(Value::as_str) {
+                Some("ref/prompt") => {
+                    let name = reference
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned();
+                    let prompt = view
+                        .prompt(&name)
+                        .ok_or(RouteError::UnknownPrompt { name })?;
+                    (
+                        Arc::clone(&prompt.gateway),
+                        json!({"type": "ref/prompt", "name": prompt.key}),
+                    )
+                }
+                Some("ref/resource") => {
+                    let uri = reference
+                        .get("uri")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned();
+                    let (gateway, original) = view
+                        .resolve_uri(&uri)
+                        .ok_or(RouteError::UnknownResource { uri })?;
+                    (
+                        Arc::clone(gateway),
+                        json!({"type": "ref/resource", "uri": original}),
+                    )
+                }
+                _ => {
+                    return Err(RouteError::InvalidParams {
+                        reason: "\"ref\" must be a ref/prompt or ref/resource".into(),
+                    })
+                }
+            };
+            params.insert("ref".into(), rewritten);
+            forward(app, view, &via, &gateway, req, params, ctx).await
+        }
+        "logging/setLevel" => {
+            let params = params_object(req)?;
+            let level = string_param(&params, "level")?;
+            // Remembered, and told to the upstream sessions this client has
+            // now; others hear it before their first request (see
+            // `apply_log_level`). Opening sessions just to set a level would
+            // cost every client a session on every logging gateway.
+            if let Via::Session(session) = &via {
+                *lock(&session.log_level) = Some(level);
+                for upstream in app.registry.upstreams_of(&session.id) {
+                    apply_log_level(app, session, &upstream).await;
+                }
+            }
+            Ok(Outcome::Result(jsonrpc::raw("{}".to_owned())))
+        }
         _ => Err(RouteError::MethodNotFound {
             method: req.method.clone(),
         }),
-    };
-    match outcome {
-        Ok(result) => jsonrpc::result_body(&req.id, &result),
-        Err(e) => e.into_body(&req.id),
     }
 }
 
-fn empty_result() -> Box<RawValue> {
-    jsonrpc::raw("{}".to_owned())
-}
-
-fn tools_list(app: &App, scope: &Scope) -> Result<Box<RawValue>, RouteError> {
-    let snap = app.catalog.snapshot();
-    let view = snap.scope(scope).ok_or(RouteError::ScopeGone)?;
-    // All tools in one page: the catalog holds them in memory already.
-    Ok(view.tools_list().to_owned())
-}
-
-/// Routes `tools/call` to the gateway that owns the exposed name, under the
-/// tool's original name.
-pub async fn call_tool(
-    app: &App,
-    scope: &Scope,
-    via: Via<'_>,
-    params: Option<&RawValue>,
-    ctx: &RequestContext,
-) -> Result<Reply, RouteError> {
-    let mut params: Map<String, Value> = match params {
+fn params_object(req: &Request) -> Result<Map<String, Value>, RouteError> {
+    match req.params.as_deref() {
         Some(p) => serde_json::from_str(p.get()).map_err(|_| RouteError::InvalidParams {
-            reason: "tools/call params must be an object".into(),
-        })?,
-        None => {
-            return Err(RouteError::InvalidParams {
-                reason: "tools/call needs params with a \"name\"".into(),
-            })
-        }
+            reason: format!("{} params must be an object", req.method),
+        }),
+        None => Ok(Map::new()),
+    }
+}
+
+fn string_param(params: &Map<String, Value>, key: &str) -> Result<String, RouteError> {
+    match params.get(key) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        _ => Err(RouteError::InvalidParams {
+            reason: format!("\"{key}\" must be a string"),
+        }),
+    }
+}
+
+/// `resources/read` contents carry the upstream's URIs; clients see ours.
+fn expose_contents(view: &ScopeView, gateway: &Gateway, result: &RawValue) -> Box<RawValue> {
+    let Ok(mut parsed) = serde_json::from_str::<Value>(result.get()) else {
+        return result.to_owned();
     };
-    let name = match params.get("name") {
-        Some(Value::String(n)) => n.clone(),
-        _ => {
-            return Err(RouteError::InvalidParams {
-                reason: "\"name\" must be a string".into(),
-            })
+    if let Some(contents) = parsed.get_mut("contents").and_then(Value::as_array_mut) {
+        for c in contents {
+            if let Some(Value::String(uri)) = c.get_mut("uri") {
+                *uri = view.expose_uri(gateway, uri);
+            }
         }
-    };
-    let snap = app.catalog.snapshot();
-    let view = snap.scope(scope).ok_or(RouteError::ScopeGone)?;
-    let tool = view.tool(&name).ok_or(RouteError::UnknownTool { name })?;
-    let gateway = &tool.gateway;
+    }
+    jsonrpc::to_raw(&parsed)
+}
+
+/// Sends a request to `gateway` — on the session's own upstream session, or
+/// a per-call one — relaying whatever the upstream sends before its answer.
+async fn forward(
+    app: &App,
+    view: &ScopeView,
+    via: &Via<'_>,
+    gateway: &Arc<Gateway>,
+    req: &Request,
+    mut params: Map<String, Value>,
+    ctx: &RequestContext,
+) -> Result<Outcome, RouteError> {
     if !gateway.reachable {
         return Err(RouteError::GatewayDown {
             gateway: gateway.name.clone(),
@@ -234,20 +387,18 @@ pub async fn call_tool(
                 .unwrap_or_else(|| "no successful health check yet".into()),
         });
     }
-    params.insert("name".to_owned(), Value::String(tool.original_name.clone()));
     let headers = upstream_headers(app, gateway, ctx, Some(&mut params));
-    let upstream_params = jsonrpc::to_raw(&params);
     let upstream_error = |source| RouteError::Upstream {
         gateway: gateway.name.clone(),
         source,
     };
     let started = Instant::now();
-    let result = match via {
+    let reply = match via {
         Via::PerCall => upstream::call_once(
             app.registry.connector(),
             &gateway.connection,
-            "tools/call",
-            Some(upstream_params),
+            &req.method,
+            Some(jsonrpc::to_raw(&params)),
             headers,
         )
         .await
@@ -255,27 +406,320 @@ pub async fn call_tool(
         Via::Session(session) => {
             let upstream = app
                 .registry
-                .acquire(&session.id, gateway, &app.upstream_init_params)
+                .acquire(&session.id, gateway, &session.upstream_init_params, || {
+                    Some(deliver_to_outbox(session, &gateway.id))
+                })
                 .await
                 .map_err(|e| match e {
                     RegistryError::SessionEnded => RouteError::SessionEnded,
                     RegistryError::Connect(source) => upstream_error(source),
                 })?;
-            match upstream
-                .request_with_headers("tools/call", Some(upstream_params), headers)
-                .await
-            {
-                Ok(reply) => Ok(reply),
-                Err(source) => {
-                    if source.ends_session() {
-                        app.registry.discard(&session.id, &upstream).await;
-                    }
-                    Err(upstream_error(source))
+            let hop = Hop {
+                app,
+                session,
+                view,
+                upstream: &upstream,
+            };
+            let sent = call_relayed(hop, req, params, headers, ctx).await;
+            if let Err(RouteError::Upstream { source, .. }) = &sent {
+                if source.ends_session() {
+                    app.registry.discard(&session.id, &upstream).await;
                 }
             }
+            sent.map_err(|e| match e {
+                RouteError::Upstream { source, .. } => upstream_error(source),
+                other => other,
+            })
         }
     };
     app.metrics
         .upstream_latency(&gateway.id, started.elapsed().as_secs_f64());
+    match reply? {
+        Reply(Ok(result)) => Ok(Outcome::Result(result)),
+        Reply(Err(error)) => Ok(Outcome::UpstreamError(error)),
+    }
+}
+
+/// Where a relayed request travels: from this client session, through this
+/// endpoint's view, to this upstream session.
+struct Hop<'a> {
+    app: &'a App,
+    session: &'a DownstreamSession,
+    view: &'a ScopeView,
+    upstream: &'a UpstreamSession,
+}
+
+/// Tells an upstream session the client's log level, once per level, if its
+/// gateway logs at all. Failures are the upstream's business, not the
+/// request's: the level is advice.
+async fn apply_log_level(app: &App, session: &DownstreamSession, upstream: &UpstreamSession) {
+    let Some(level) = lock(&session.log_level).clone() else {
+        return;
+    };
+    if upstream.log_level().as_deref() == Some(level.as_str()) {
+        return;
+    }
+    let logs = app
+        .catalog
+        .snapshot()
+        .gateway(&upstream.info().gateway_id)
+        .is_some_and(|g| g.capabilities.get("logging").is_some_and(|v| !v.is_null()));
+    if !logs {
+        return;
+    }
+    upstream.set_log_level(&level);
+    let params = jsonrpc::to_raw(&json!({ "level": level }));
+    if let Err(e) = upstream.request("logging/setLevel", Some(params)).await {
+        tracing::debug!(error = %e, "logging/setLevel not applied upstream");
+    }
+}
+
+/// Sends one request on the session's upstream session and waits for its
+/// answer, relaying interim messages to the client and honouring a
+/// cancellation from the client.
+async fn call_relayed(
+    hop: Hop<'_>,
+    req: &Request,
+    params: Map<String, Value>,
+    headers: HeaderMap,
+    ctx: &RequestContext,
+) -> Result<Reply, RouteError> {
+    let Hop {
+        app,
+        session,
+        view,
+        upstream,
+    } = hop;
+    let id = upstream.next_request_id();
+    let cancel = CancellationToken::new();
+    let key = req.id.get().to_owned();
+    lock(&session.inflight).insert(
+        key.clone(),
+        Inflight {
+            upstream: upstream.clone(),
+            upstream_id: id,
+            cancel: cancel.clone(),
+        },
+    );
+    let (interim_tx, mut interim) = mpsc::unbounded_channel();
+    let call = Call {
+        method: req.method.clone(),
+        params: Some(jsonrpc::to_raw(&params)),
+        headers,
+        interim: Some(interim_tx),
+    };
+    let answer = upstream.call(id, call);
+    tokio::pin!(answer);
+    let result = loop {
+        tokio::select! {
+            r = &mut answer => break r.map_err(|source| RouteError::Upstream { gateway: String::new(), source }),
+            _ = cancel.cancelled() => break Err(RouteError::Cancelled),
+            Some(m) = interim.recv() => relay(app, session, view, upstream, m, ctx).await,
+        }
+    };
+    // Messages sent just before the answer are still queued: they go first.
+    while let Ok(m) = interim.try_recv() {
+        relay(app, session, view, upstream, m, ctx).await;
+    }
+    lock(&session.inflight).remove(&key);
     result
+}
+
+/// What an upstream session sends on its own goes to its downstream
+/// session's outbox, tagged with the gateway, for the client's GET stream.
+fn deliver_to_outbox(session: &DownstreamSession, gateway_id: &str) -> OnMessage {
+    let outbox = session.outbox.clone();
+    let session_id = session.id.clone();
+    let gateway_id = gateway_id.to_owned();
+    Arc::new(move |message| {
+        let item = Outgoing::Upstream {
+            gateway_id: gateway_id.clone(),
+            message,
+        };
+        if outbox.try_send(item).is_err() {
+            tracing::warn!(session = %session_id, "client message dropped: outbox full (no GET stream reading it?)");
+        }
+    })
+}
+
+/// Passes one message an upstream sent during a request to the client, on
+/// that request's response stream.
+async fn relay(
+    app: &App,
+    session: &DownstreamSession,
+    view: &ScopeView,
+    upstream: &UpstreamSession,
+    m: Message,
+    ctx: &RequestContext,
+) {
+    if let Some(body) = to_client(app, session, view, upstream, m, ctx.relay.is_some()).await {
+        if let Some(sink) = &ctx.relay {
+            // A client that went away drops the receiver; nothing more to do.
+            let _ = sink.send(body);
+        }
+    }
+}
+
+/// A message an upstream sent on its own (its GET stream), on its way to the
+/// client's GET stream: the JSON to send, or `None`.
+pub async fn unsolicited(
+    app: &App,
+    session: &DownstreamSession,
+    gateway_id: &str,
+    m: Message,
+) -> Option<String> {
+    let snap = app.catalog.snapshot();
+    let view = snap.scope(&session.scope)?;
+    let Some(upstream) = app.registry.peek(&session.id, gateway_id) else {
+        tracing::debug!(session = %session.id, gateway = gateway_id, "message from an upstream session that is gone; dropped");
+        return None;
+    };
+    to_client(app, session, view, &upstream, m, true).await
+}
+
+/// Turns one upstream message into what the client gets: notifications as
+/// they are (resource URIs and cancelled request ids translated), requests
+/// under a fresh id remembered in `pending`. `list_changed` is the gateway's
+/// business: it re-reads the upstream's lists and tells clients itself. A
+/// request the client cannot receive now is refused at once so the upstream
+/// does not wait for an answer that cannot come.
+async fn to_client(
+    app: &App,
+    session: &DownstreamSession,
+    view: &ScopeView,
+    upstream: &UpstreamSession,
+    m: Message,
+    deliverable: bool,
+) -> Option<String> {
+    let gateway_id = &upstream.info().gateway_id;
+    match m {
+        Message::Notification(n) => {
+            if n.method.ends_with("/list_changed") && n.method != "notifications/roots/list_changed"
+            {
+                app.request_refresh(gateway_id, &n.method);
+                return None;
+            }
+            let gateway = view.gateways().iter().find(|g| &g.id == gateway_id);
+            let mut params: Option<Value> = n
+                .params
+                .as_deref()
+                .and_then(|p| serde_json::from_str(p.get()).ok());
+            if let (Some(p), Some(g)) = (params.as_mut(), gateway) {
+                translate_notification(session, view, upstream, g, &n.method, p);
+            }
+            let params = params.map(|p| jsonrpc::to_raw(&p));
+            Some(jsonrpc::notification_body(&n.method, params.as_deref()))
+        }
+        Message::Request(r) => {
+            if !deliverable {
+                let refusal = jsonrpc::error_body(
+                    Some(&r.id),
+                    code::METHOD_NOT_FOUND,
+                    "the client cannot receive requests here",
+                    None,
+                );
+                if let Err(e) = upstream.post(refusal).await {
+                    tracing::debug!(error = %e, "could not refuse an upstream request");
+                }
+                return None;
+            }
+            let relay_id = session.next_relay_id();
+            lock(&session.pending).insert(
+                relay_id.clone(),
+                PendingRequest {
+                    upstream: upstream.clone(),
+                    upstream_id: r.id,
+                },
+            );
+            let id = jsonrpc::to_raw(&Value::String(relay_id));
+            let method = Value::String(r.method);
+            Some(match r.params {
+                Some(p) => format!(
+                    r#"{{"jsonrpc":"2.0","id":{},"method":{method},"params":{}}}"#,
+                    id.get(),
+                    p.get()
+                ),
+                None => format!(r#"{{"jsonrpc":"2.0","id":{},"method":{method}}}"#, id.get()),
+            })
+        }
+        Message::Response(_) => None,
+    }
+}
+
+fn translate_notification(
+    session: &DownstreamSession,
+    view: &ScopeView,
+    upstream: &UpstreamSession,
+    gateway: &Gateway,
+    method: &str,
+    params: &mut Value,
+) {
+    match method {
+        "notifications/resources/updated" => {
+            if let Some(Value::String(uri)) = params.get_mut("uri") {
+                *uri = view.expose_uri(gateway, uri);
+            }
+        }
+        "notifications/cancelled" => {
+            // The upstream withdrew one of its requests to the client: name it as the client knows it.
+            let Some(upstream_id) = params.get("requestId").map(Value::to_string) else {
+                return;
+            };
+            let pending = lock(&session.pending);
+            let found = pending.iter().find(|(_, p)| {
+                p.upstream.same_session(upstream) && p.upstream_id.get() == upstream_id
+            });
+            if let Some((relay_id, _)) = found {
+                params["requestId"] = Value::String(relay_id.clone());
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The client answered a request an upstream sent it: pass the answer to
+/// that upstream under the upstream's own id. Unknown ids are ignored.
+pub async fn deliver_response(
+    session: &DownstreamSession,
+    id: &RawValue,
+    outcome: Result<Box<RawValue>, Box<RawValue>>,
+) {
+    let Ok(Value::String(relay_id)) = serde_json::from_str::<Value>(id.get()) else {
+        return;
+    };
+    let Some(pending) = lock(&session.pending).remove(&relay_id) else {
+        tracing::debug!(session = %session.id, id = %relay_id, "response to no pending request ignored");
+        return;
+    };
+    let body = match outcome {
+        Ok(result) => jsonrpc::result_body(&pending.upstream_id, &result),
+        Err(error) => jsonrpc::error_body_raw(Some(&pending.upstream_id), error.get()),
+    };
+    if let Err(e) = pending.upstream.post(body).await {
+        tracing::info!(session = %session.id, error = %e, "could not pass the client's answer upstream");
+    }
+}
+
+/// The client cancelled one of its requests: tell the upstream serving it
+/// (under the upstream's id) and stop waiting.
+pub async fn cancel_request(session: &DownstreamSession, params: Option<&RawValue>) {
+    let Some(params) = params.and_then(|p| serde_json::from_str::<Value>(p.get()).ok()) else {
+        return;
+    };
+    let Some(request_id) = params.get("requestId") else {
+        return;
+    };
+    let Some(inflight) = lock(&session.inflight).remove(&request_id.to_string()) else {
+        return;
+    };
+    let mut forwarded = params.clone();
+    forwarded["requestId"] = json!(inflight.upstream_id);
+    let body = jsonrpc::notification_body(
+        "notifications/cancelled",
+        Some(&jsonrpc::to_raw(&forwarded)),
+    );
+    if let Err(e) = inflight.upstream.post(body).await {
+        tracing::debug!(error = %e, "could not forward a cancellation upstream");
+    }
+    inflight.cancel.cancel();
 }

@@ -7,6 +7,7 @@
 //! upstream sessions; cosmetic edits close nothing, and neither does a new
 //! `passthrough_headers` list (it is applied per request).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -35,10 +36,14 @@ pub fn routes() -> Router<Arc<App>> {
 #[derive(Deserialize)]
 struct CreateBody {
     name: String,
-    url: String,
+    url: Option<String>,
     transport: Option<String>,
     description: Option<String>,
     tags: Option<Vec<String>>,
+    /// STDIO gateways: the program to run, its arguments and extra environment.
+    command: Option<String>,
+    args: Option<Vec<String>>,
+    env: Option<BTreeMap<String, String>>,
     /// Downstream headers forwarded to this gateway; absent or null: the global default.
     #[serde(alias = "passthroughHeaders")]
     passthrough_headers: Option<Vec<String>>,
@@ -54,6 +59,9 @@ struct UpdateBody {
     tags: Option<Vec<String>>,
     #[serde(alias = "isActive", alias = "is_active")]
     enabled: Option<bool>,
+    command: Option<String>,
+    args: Option<Vec<String>>,
+    env: Option<BTreeMap<String, String>>,
     /// Absent: unchanged; `null`: back to the global default; a list: this list.
     #[serde(default, alias = "passthroughHeaders", deserialize_with = "present")]
     passthrough_headers: Option<Option<Vec<String>>>,
@@ -68,12 +76,16 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-/// The SSRF guard, before any connection: 422 naming `url` and why.
-async fn check_egress(app: &App, url: &reqwest::Url) -> Result<(), ApiError> {
+/// The SSRF guard, before any connection: 422 naming `url` and why. STDIO
+/// gateways connect nowhere (their URL only names the program).
+async fn check_egress(app: &App, connection: &Connection) -> Result<(), ApiError> {
+    if connection.transport == Transport::Stdio {
+        return Ok(());
+    }
     app.registry
         .connector()
         .egress
-        .check_url(url)
+        .check_url(&connection.url)
         .await
         .map_err(|e| ApiError::Invalid {
             path: "url".into(),
@@ -98,7 +110,6 @@ fn parse_transport(t: Option<&str>) -> Result<Transport, ApiError> {
             reason: format!("unknown transport {t:?}; expected STREAMABLEHTTP, SSE or STDIO"),
         })?,
     };
-    catalog::validate_transport(transport)?;
     Ok(transport)
 }
 
@@ -111,6 +122,10 @@ pub fn gateway_json(app: &App, g: &Gateway) -> Value {
         "slug": g.slug,
         "url": g.connection.url.as_str(),
         "transport": g.connection.transport.as_str(),
+        "command": g.connection.stdio.as_ref().map(|c| c.program.clone()),
+        "args": g.connection.stdio.as_ref().map(|c| c.args.clone()),
+        // Values often hold API keys for the child: names only.
+        "env": g.connection.stdio.as_ref().map(|c| c.env.keys().map(|k| (k.clone(), json!("*****"))).collect::<serde_json::Map<_, _>>()),
         "description": g.description,
         "tags": g.tags,
         "enabled": g.enabled,
@@ -156,15 +171,21 @@ async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let req: CreateBody = parse_body(&app, &body)?;
     let transport = parse_transport(req.transport.as_deref())?;
+    let connection = Connection::build(
+        req.url.as_deref(),
+        transport,
+        req.command,
+        req.args.unwrap_or_default(),
+        req.env.unwrap_or_default(),
+    )?;
     let mut spec = GatewaySpec::new(
         req.name,
-        req.url,
-        transport,
+        connection,
         req.description,
         req.tags.unwrap_or_default(),
     )?;
     spec.passthrough_headers = validate_passthrough(req.passthrough_headers)?;
-    check_egress(&app, &spec.connection.url).await?;
+    check_egress(&app, &spec.connection).await?;
     // A cheap 409 before spending a round trip on the upstream; the catalog checks again under its lock.
     if app
         .catalog
@@ -180,7 +201,7 @@ async fn create(
     let found = upstream::discover(app.registry.connector(), &spec.connection)
         .await
         .map_err(|source| ApiError::Unreachable { source })?;
-    let tool_count = found.tools.len();
+    let tool_count = found.features.tools.len();
     let gateway = app.catalog.create_gateway(spec, Ok(found)).await?;
     tracing::info!(gateway = %gateway.id, name = %gateway.name, url = %gateway.connection.url, tools = tool_count, "gateway registered");
     Ok((StatusCode::CREATED, Json(gateway_json(&app, &gateway))))
@@ -206,18 +227,25 @@ async fn update(
         .passthrough_headers
         .map(validate_passthrough)
         .transpose()?;
-    let connection = Connection {
-        url: match &req.url {
-            Some(u) => catalog::validate_url(u)?,
-            None => current.connection.url.clone(),
-        },
-        transport: match &req.transport {
-            Some(t) => parse_transport(Some(t))?,
-            None => current.connection.transport,
-        },
+    let transport = match &req.transport {
+        Some(t) => parse_transport(Some(t))?,
+        None => current.connection.transport,
     };
+    let old_stdio = current.connection.stdio.clone().unwrap_or_default();
+    let connection = Connection::build(
+        Some(
+            req.url
+                .as_deref()
+                .unwrap_or(current.connection.url.as_str()),
+        ),
+        transport,
+        req.command
+            .or(current.connection.stdio.as_ref().map(|c| c.program.clone())),
+        req.args.unwrap_or(old_stdio.args),
+        req.env.unwrap_or(old_stdio.env),
+    )?;
     if connection.url != current.connection.url {
-        check_egress(&app, &connection.url).await?;
+        check_egress(&app, &connection).await?;
     }
     let enabled = req.enabled.unwrap_or(current.enabled);
     // A new way of connecting must work before it replaces the old one.
@@ -230,7 +258,7 @@ async fn update(
     } else {
         None
     };
-    let tools = found.as_ref().map(|f| f.tools.clone());
+    let features = found.as_ref().map(|f| f.features.clone());
     let (before, after) = app
         .catalog
         .update_gateway(
@@ -259,7 +287,7 @@ async fn update(
                     g.last_error = None;
                 }
             },
-            tools,
+            features,
         )
         .await?;
     // Disabling hides the tools; its sessions would only pin a gateway nobody may call.
@@ -310,11 +338,12 @@ async fn refresh(
         .await
         .map_err(|source| ApiError::Unreachable { source })?;
     let names: Vec<String> = found
+        .features
         .tools
         .iter()
         .filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_owned))
         .collect();
-    let tools = found.tools.clone();
+    let features = found.features.clone();
     let (_, after) = app
         .catalog
         .update_gateway(
@@ -327,7 +356,7 @@ async fn refresh(
                 g.last_seen = Some(Utc::now());
                 g.last_error = None;
             },
-            Some(tools),
+            Some(features),
         )
         .await?;
     let added = names.iter().filter(|n| !before.contains(n)).count();

@@ -58,8 +58,26 @@ struct ServerBody {
     tags: Option<Vec<String>>,
     #[serde(alias = "associatedTools")]
     associated_tools: Option<Ids>,
+    #[serde(alias = "associatedPrompts")]
+    associated_prompts: Option<Ids>,
+    /// Resource and resource-template ids.
+    #[serde(alias = "associatedResources")]
+    associated_resources: Option<Ids>,
     #[serde(alias = "isActive", alias = "is_active")]
     enabled: Option<bool>,
+    /// Expose names and URIs unchanged (all features must come from one gateway).
+    passthrough: Option<bool>,
+    /// Expose everything this gateway offers, now and after refreshes.
+    #[serde(alias = "gatewayId")]
+    gateway_id: Option<String>,
+}
+
+/// A server's prompt ids and resource/template ids, from its item ids.
+fn split_items(snap: &catalog::Snapshot, ids: &[String]) -> (Vec<String>, Vec<String>) {
+    ids.iter().cloned().partition(|id| {
+        snap.item_by_id(id)
+            .is_some_and(|i| i.kind == catalog::ItemKind::Prompt)
+    })
 }
 
 /// ContextForge accepts `{"server": {...}}` as well as the bare object.
@@ -74,8 +92,13 @@ fn unwrap_envelope(app: &App, body: &Bytes) -> Result<Bytes, ApiError> {
     }
 }
 
-fn server_json(s: &VirtualServer) -> Value {
+fn server_json(snap: &catalog::Snapshot, s: &VirtualServer) -> Value {
+    let (prompts, resources) = split_items(snap, &s.item_ids);
     json!({
+        "associatedPrompts": prompts,
+        "associatedResources": resources,
+        "passthrough": s.passthrough,
+        "gatewayId": s.gateway_id,
         "id": s.id,
         "name": s.name,
         "description": s.description,
@@ -93,7 +116,10 @@ fn server_json(s: &VirtualServer) -> Value {
 async fn list(State(app): State<Arc<App>>) -> Json<Value> {
     let snap = app.catalog.snapshot();
     Json(Value::Array(
-        snap.servers().iter().map(|s| server_json(s)).collect(),
+        snap.servers()
+            .iter()
+            .map(|s| server_json(&snap, s))
+            .collect(),
     ))
 }
 
@@ -105,7 +131,7 @@ async fn read(
     let s = snap.server(&id).ok_or_else(|| ApiError::NotFound {
         what: format!("server {id}"),
     })?;
-    Ok(Json(server_json(s)))
+    Ok(Json(server_json(&snap, s)))
 }
 
 async fn create(
@@ -123,10 +149,26 @@ async fn create(
         icon: req.icon,
         tags: catalog::validate_tags(req.tags.unwrap_or_default())?,
         tool_ids: req.associated_tools.map(Ids::into_vec).unwrap_or_default(),
+        item_ids: req
+            .associated_prompts
+            .map(Ids::into_vec)
+            .unwrap_or_default()
+            .into_iter()
+            .chain(
+                req.associated_resources
+                    .map(Ids::into_vec)
+                    .unwrap_or_default(),
+            )
+            .collect(),
+        passthrough: req.passthrough.unwrap_or(false),
+        gateway_id: req.gateway_id.filter(|g| !g.is_empty()),
     };
     let server = app.catalog.create_server(spec).await?;
     tracing::info!(server = %server.id, name = %server.name, tools = server.tool_ids.len(), "virtual server created");
-    Ok((StatusCode::CREATED, Json(server_json(&server))))
+    Ok((
+        StatusCode::CREATED,
+        Json(server_json(&app.catalog.snapshot(), &server)),
+    ))
 }
 
 async fn update(
@@ -137,9 +179,25 @@ async fn update(
     let req: ServerBody = parse_body(&app, &unwrap_envelope(&app, &body)?)?;
     let name = req.name.map(catalog::validate_name).transpose()?;
     let tags = req.tags.map(catalog::validate_tags).transpose()?;
+    let snap = app.catalog.snapshot();
     let server = app
         .catalog
         .update_server(&id, |s| {
+            if req.associated_prompts.is_some() || req.associated_resources.is_some() {
+                let (prompts, resources) = split_items(&snap, &s.item_ids);
+                let prompts = req.associated_prompts.map(Ids::into_vec).unwrap_or(prompts);
+                let resources = req
+                    .associated_resources
+                    .map(Ids::into_vec)
+                    .unwrap_or(resources);
+                s.item_ids = prompts.into_iter().chain(resources).collect();
+            }
+            if let Some(p) = req.passthrough {
+                s.passthrough = p;
+            }
+            if let Some(g) = req.gateway_id {
+                s.gateway_id = Some(g).filter(|g| !g.is_empty());
+            }
             if let Some(n) = name {
                 s.name = n;
             }
@@ -160,7 +218,7 @@ async fn update(
             }
         })
         .await?;
-    Ok(Json(server_json(&server)))
+    Ok(Json(server_json(&app.catalog.snapshot(), &server)))
 }
 
 async fn remove(

@@ -8,20 +8,21 @@
 mod model;
 pub mod naming;
 mod store;
+mod view;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use chrono::Utc;
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 pub use model::{
-    validate_name, validate_tags, validate_transport, validate_url, Connection, Discovery,
-    FieldError, Gateway, GatewaySpec, ServerSpec, Tool, Transport, VirtualServer,
+    validate_name, validate_tags, validate_url, Connection, Discovery, Features, FieldError,
+    Gateway, GatewaySpec, Item, ItemKind, ServerSpec, Tool, Transport, VirtualServer,
 };
 pub use store::{new_id, Store, StoreError};
+pub use view::{ScopeView, URI_SCHEME};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -35,46 +36,20 @@ pub enum CatalogError {
     Store(#[from] StoreError),
 }
 
-/// Which tools an MCP endpoint exposes.
+/// Which features an MCP endpoint exposes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Scope {
-    /// `/mcp`: every enabled gateway's tools.
+    /// `/mcp`: every enabled gateway's features.
     All,
-    /// `/servers/{id}/mcp`: the virtual server's associated tools.
+    /// `/servers/{id}/mcp`: the virtual server's.
     Server(String),
-}
-
-/// The tools one endpoint exposes, ready to serve.
-pub struct ScopeView {
-    by_name: HashMap<String, Arc<Tool>>,
-    /// `{"tools":[...]}`, serialized once.
-    tools_list: Box<RawValue>,
-}
-
-impl ScopeView {
-    pub fn tool(&self, exposed_name: &str) -> Option<&Arc<Tool>> {
-        self.by_name.get(exposed_name)
-    }
-
-    pub fn tools_list(&self) -> &RawValue {
-        &self.tools_list
-    }
-
-    pub fn gateways(&self) -> impl Iterator<Item = &Arc<Gateway>> {
-        let mut seen: Vec<&Arc<Gateway>> = Vec::new();
-        for t in self.by_name.values() {
-            if !seen.iter().any(|g| g.id == t.gateway.id) {
-                seen.push(&t.gateway);
-            }
-        }
-        seen.into_iter()
-    }
 }
 
 /// One consistent view of the catalog.
 pub struct Snapshot {
     gateways: Vec<Arc<Gateway>>,
     tools: Vec<Arc<Tool>>,
+    items: Vec<Arc<Item>>,
     servers: Vec<Arc<VirtualServer>>,
     all: ScopeView,
     by_server: HashMap<String, ScopeView>,
@@ -96,6 +71,15 @@ impl Snapshot {
 
     pub fn tool_by_id(&self, id: &str) -> Option<&Arc<Tool>> {
         self.tools.iter().find(|t| t.id == id)
+    }
+
+    /// All prompts, resources and templates.
+    pub fn items(&self) -> &[Arc<Item>] {
+        &self.items
+    }
+
+    pub fn item_by_id(&self, id: &str) -> Option<&Arc<Item>> {
+        self.items.iter().find(|i| i.id == id)
     }
 
     pub fn servers(&self) -> &[Arc<VirtualServer>] {
@@ -139,6 +123,10 @@ impl Catalog {
         self.snapshot.load_full()
     }
 
+    pub fn separator(&self) -> &str {
+        &self.separator
+    }
+
     /// The exposed name a tool of `slug` would get.
     pub fn exposed_name(&self, slug: &str, original: &str) -> String {
         naming::exposed_name(slug, &self.separator, original)
@@ -153,6 +141,8 @@ impl Catalog {
 
     /// Checks that `name`/`slug` are free (ignoring gateway `except`) and that
     /// `tools` would not collide with another gateway's exposed tool names.
+    /// (Prompts and resource URIs carry the slug, which is unique, so only a
+    /// slug clash could make them collide.)
     fn check_gateway_conflicts(
         &self,
         snap: &Snapshot,
@@ -209,7 +199,7 @@ impl Catalog {
         let _w = self.write.lock().await;
         let slug = naming::slugify(&spec.name);
         let tools: &[Value] = match &found {
-            Ok(f) => &f.tools,
+            Ok(f) => &f.features.tools,
             Err(_) => &[],
         };
         self.check_gateway_conflicts(&self.snapshot(), None, &spec.name, &slug, tools)?;
@@ -233,21 +223,21 @@ impl Catalog {
             passthrough_headers: spec.passthrough_headers,
             declared: spec.declared,
         };
-        let tools = match found {
+        let features = match found {
             Ok(f) => {
                 gateway.reachable = true;
                 gateway.capabilities = f.capabilities;
                 gateway.server_info = f.server_info;
                 gateway.protocol_version = Some(f.protocol_version);
                 gateway.last_seen = Some(now);
-                f.tools
+                f.features
             }
             Err(e) => {
                 gateway.last_error = Some(e);
-                Vec::new()
+                Features::default()
             }
         };
-        self.store.save_gateway(&gateway, Some(&tools)).await?;
+        self.store.save_gateway(&gateway, Some(&features)).await?;
         self.reload().await?;
         let id = gateway.id.clone();
         self.snapshot()
@@ -259,29 +249,23 @@ impl Catalog {
             })
     }
 
-    /// Applies `edit` to the gateway and, when given, replaces its tools.
+    /// Applies `edit` to the gateway and, when given, replaces its features.
     /// Returns the gateway before and after.
     pub async fn update_gateway(
         &self,
         id: &str,
         edit: impl FnOnce(&mut Gateway),
-        tools: Option<Vec<Value>>,
+        features: Option<Features>,
     ) -> Result<(Arc<Gateway>, Arc<Gateway>), CatalogError> {
         let _w = self.write.lock().await;
         let snap = self.snapshot();
-        let before = snap
-            .gateway(id)
-            .cloned()
-            .ok_or_else(|| CatalogError::NotFound {
-                kind: "gateway",
-                id: id.to_owned(),
-            })?;
+        let before = find(&snap.gateways, "gateway", id, |g| &g.id)?;
         let mut after = (*before).clone();
         edit(&mut after);
         after.slug = naming::slugify(&after.name);
         after.updated_at = Utc::now();
-        let check_tools: Vec<Value> = match &tools {
-            Some(t) => t.clone(),
+        let check_tools: Vec<Value> = match &features {
+            Some(f) => f.tools.clone(),
             None => snap
                 .tools
                 .iter()
@@ -290,16 +274,9 @@ impl Catalog {
                 .collect(),
         };
         self.check_gateway_conflicts(&snap, Some(id), &after.name, &after.slug, &check_tools)?;
-        self.store.save_gateway(&after, tools.as_deref()).await?;
+        self.store.save_gateway(&after, features.as_ref()).await?;
         self.reload().await?;
-        let after = self
-            .snapshot()
-            .gateway(id)
-            .cloned()
-            .ok_or_else(|| CatalogError::NotFound {
-                kind: "gateway",
-                id: id.to_owned(),
-            })?;
+        let after = find(&self.snapshot().gateways, "gateway", id, |g| &g.id)?;
         Ok((before, after))
     }
 
@@ -310,37 +287,17 @@ impl Catalog {
         edit: impl FnOnce(&mut Gateway),
     ) -> Result<Arc<Gateway>, CatalogError> {
         let _w = self.write.lock().await;
-        let before =
-            self.snapshot()
-                .gateway(id)
-                .cloned()
-                .ok_or_else(|| CatalogError::NotFound {
-                    kind: "gateway",
-                    id: id.to_owned(),
-                })?;
+        let before = find(&self.snapshot().gateways, "gateway", id, |g| &g.id)?;
         let mut after = (*before).clone();
         edit(&mut after);
         self.store.save_gateway(&after, None).await?;
         self.reload().await?;
-        self.snapshot()
-            .gateway(id)
-            .cloned()
-            .ok_or_else(|| CatalogError::NotFound {
-                kind: "gateway",
-                id: id.to_owned(),
-            })
+        find(&self.snapshot().gateways, "gateway", id, |g| &g.id)
     }
 
     pub async fn delete_gateway(&self, id: &str) -> Result<Arc<Gateway>, CatalogError> {
         let _w = self.write.lock().await;
-        let gone = self
-            .snapshot()
-            .gateway(id)
-            .cloned()
-            .ok_or_else(|| CatalogError::NotFound {
-                kind: "gateway",
-                id: id.to_owned(),
-            })?;
+        let gone = find(&self.snapshot().gateways, "gateway", id, |g| &g.id)?;
         self.store.delete_gateway(id).await?;
         self.reload().await?;
         Ok(gone)
@@ -361,14 +318,38 @@ impl Catalog {
                 reason: format!("a server named {:?} already exists ({})", spec.name, s.id),
             });
         }
+        let mut owners: Vec<&str> = Vec::new();
         for tool_id in &spec.tool_ids {
-            if snap.tool_by_id(tool_id).is_none() {
-                return Err(FieldError::new(
-                    "associated_tools",
-                    format!("unknown tool id {tool_id:?}"),
+            let tool = snap.tool_by_id(tool_id).ok_or_else(|| {
+                FieldError::new("associated_tools", format!("unknown tool id {tool_id:?}"))
+            })?;
+            owners.push(&tool.gateway.id);
+        }
+        for item_id in &spec.item_ids {
+            let item = snap.item_by_id(item_id).ok_or_else(|| {
+                FieldError::new(
+                    "associated_resources",
+                    format!("unknown prompt or resource id {item_id:?}"),
                 )
-                .into());
+            })?;
+            owners.push(&item.gateway.id);
+        }
+        if let Some(g) = &spec.gateway_id {
+            if snap.gateway(g).is_none() {
+                return Err(
+                    FieldError::new("gateway_id", format!("unknown gateway id {g:?}")).into(),
+                );
             }
+            owners.push(g);
+        }
+        owners.sort_unstable();
+        owners.dedup();
+        if spec.passthrough && owners.len() > 1 {
+            return Err(FieldError::new(
+                "passthrough",
+                "a passthrough server exposes names unchanged, so all its features must come from one gateway",
+            )
+            .into());
         }
         Ok(())
     }
@@ -388,6 +369,9 @@ impl Catalog {
             tags: spec.tags,
             enabled: true,
             tool_ids: spec.tool_ids,
+            item_ids: spec.item_ids,
+            passthrough: spec.passthrough,
+            gateway_id: spec.gateway_id,
             created_at: now,
             updated_at: now,
         };
@@ -407,13 +391,7 @@ impl Catalog {
     ) -> Result<Arc<VirtualServer>, CatalogError> {
         let _w = self.write.lock().await;
         let snap = self.snapshot();
-        let before = snap
-            .server(id)
-            .cloned()
-            .ok_or_else(|| CatalogError::NotFound {
-                kind: "server",
-                id: id.to_owned(),
-            })?;
+        let before = find(&snap.servers, "server", id, |s| &s.id)?;
         let mut after = (*before).clone();
         edit(&mut after);
         after.updated_at = Utc::now();
@@ -423,17 +401,14 @@ impl Catalog {
             icon: None,
             tags: Vec::new(),
             tool_ids: after.tool_ids.clone(),
+            item_ids: after.item_ids.clone(),
+            passthrough: after.passthrough,
+            gateway_id: after.gateway_id.clone(),
         };
         self.check_server(&snap, Some(id), &spec)?;
         self.store.save_server(&after).await?;
         self.reload().await?;
-        self.snapshot()
-            .server(id)
-            .cloned()
-            .ok_or_else(|| CatalogError::NotFound {
-                kind: "server",
-                id: id.to_owned(),
-            })
+        find(&self.snapshot().servers, "server", id, |s| &s.id)
     }
 
     pub async fn delete_server(&self, id: &str) -> Result<(), CatalogError> {
@@ -450,6 +425,23 @@ impl Catalog {
     pub async fn close(&self) {
         self.store.close().await;
     }
+}
+
+/// The record with `id`, or the NotFound error the API turns into a 404.
+fn find<T>(
+    items: &[Arc<T>],
+    kind: &'static str,
+    id: &str,
+    key: impl Fn(&T) -> &String,
+) -> Result<Arc<T>, CatalogError> {
+    items
+        .iter()
+        .find(|t| key(t) == id)
+        .cloned()
+        .ok_or_else(|| CatalogError::NotFound {
+            kind,
+            id: id.to_owned(),
+        })
 }
 
 fn build_snapshot(loaded: store::Loaded, separator: &str) -> Snapshot {
@@ -474,45 +466,70 @@ fn build_snapshot(loaded: store::Loaded, separator: &str) -> Snapshot {
         }));
     }
     tools.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
-    let servable = |t: &&Arc<Tool>| t.enabled && t.gateway.enabled;
-    let all = scope_view(tools.iter().filter(servable));
+    let items: Vec<Arc<Item>> = loaded
+        .items
+        .into_iter()
+        .filter_map(|row| {
+            let gateway = by_gateway.get(row.gateway_id.as_str())?;
+            Some(Arc::new(Item {
+                id: row.id,
+                gateway: Arc::clone(gateway),
+                kind: row.kind,
+                key: row.key,
+                definition: row.definition,
+            }))
+        })
+        .collect();
+
+    let live_tools: Vec<&Arc<Tool>> = tools
+        .iter()
+        .filter(|t| t.enabled && t.gateway.enabled)
+        .collect();
+    let live_items: Vec<&Arc<Item>> = items.iter().filter(|i| i.gateway.enabled).collect();
+    let enabled: Vec<Arc<Gateway>> = gateways.iter().filter(|g| g.enabled).cloned().collect();
+    let all = view::build(enabled, &live_tools, &live_items, false, separator);
+
     let servers: Vec<Arc<VirtualServer>> = loaded.servers.into_iter().map(Arc::new).collect();
     let mut by_server = HashMap::new();
     for s in servers.iter().filter(|s| s.enabled) {
-        let chosen = tools
+        let whole = |g: &Gateway| s.gateway_id.as_deref() == Some(g.id.as_str());
+        let chosen_tools: Vec<&Arc<Tool>> = live_tools
             .iter()
-            .filter(servable)
-            .filter(|t| s.tool_ids.contains(&t.id));
-        by_server.insert(s.id.clone(), scope_view(chosen));
+            .filter(|t| whole(&t.gateway) || s.tool_ids.contains(&t.id))
+            .copied()
+            .collect();
+        let chosen_items: Vec<&Arc<Item>> = live_items
+            .iter()
+            .filter(|i| whole(&i.gateway) || s.item_ids.contains(&i.id))
+            .copied()
+            .collect();
+        let mut behind: Vec<Arc<Gateway>> = Vec::new();
+        let owners = chosen_tools
+            .iter()
+            .map(|t| &t.gateway)
+            .chain(chosen_items.iter().map(|i| &i.gateway));
+        for g in owners.chain(gateways.iter().filter(|g| g.enabled && whole(g))) {
+            if !behind.iter().any(|b| b.id == g.id) {
+                behind.push(Arc::clone(g));
+            }
+        }
+        by_server.insert(
+            s.id.clone(),
+            view::build(
+                behind,
+                &chosen_tools,
+                &chosen_items,
+                s.passthrough,
+                separator,
+            ),
+        );
     }
     Snapshot {
         gateways,
         tools,
+        items,
         servers,
         all,
         by_server,
-    }
-}
-
-fn scope_view<'a>(tools: impl Iterator<Item = &'a Arc<Tool>>) -> ScopeView {
-    let mut by_name = HashMap::new();
-    let mut listed = Vec::new();
-    for t in tools {
-        // Conflicts are refused at registration; if the data still has one, the first wins.
-        if by_name.contains_key(&t.name) {
-            tracing::warn!(tool = %t.name, gateway = %t.gateway.name, "duplicate exposed tool name ignored");
-            continue;
-        }
-        let mut def = t.definition.clone();
-        if let Value::Object(map) = &mut def {
-            map.insert("name".to_owned(), Value::String(t.name.clone()));
-        }
-        listed.push(def);
-        by_name.insert(t.name.clone(), Arc::clone(t));
-    }
-    let tools_list = crate::jsonrpc::to_raw(&serde_json::json!({ "tools": listed }));
-    ScopeView {
-        by_name,
-        tools_list,
     }
 }

@@ -1,5 +1,6 @@
 //! Catalog records and the validated specs that create them.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -9,9 +10,9 @@ use serde_json::Value;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Transport {
     StreamableHttp,
-    /// Legacy HTTP+SSE (2024-11-05). Recognised, not yet implemented.
+    /// Legacy HTTP+SSE (2024-11-05): GET an event stream, POST to the URL it announces.
     Sse,
-    /// A child process speaking over stdin/stdout. Recognised, not yet implemented.
+    /// A child process speaking newline-delimited JSON-RPC over stdin/stdout.
     Stdio,
 }
 
@@ -60,8 +61,78 @@ impl FieldError {
 /// added here can never be forgotten by the eviction check.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Connection {
+    /// For STDIO gateways a synthetic `stdio:` URL naming the program.
     pub url: reqwest::Url,
     pub transport: Transport,
+    /// The child process of a STDIO gateway.
+    pub stdio: Option<StdioCommand>,
+}
+
+/// How to start a STDIO upstream: one child process per upstream session.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct StdioCommand {
+    pub program: String,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+}
+
+impl Connection {
+    /// Validates what the API or config file said about reaching an upstream:
+    /// HTTP transports need an http(s) URL, STDIO needs a command.
+    pub fn build(
+        url: Option<&str>,
+        transport: Transport,
+        command: Option<String>,
+        args: Vec<String>,
+        env: BTreeMap<String, String>,
+    ) -> Result<Connection, FieldError> {
+        match transport {
+            Transport::StreamableHttp | Transport::Sse => {
+                if command.is_some() {
+                    return Err(FieldError::new(
+                        "command",
+                        "only STDIO gateways take a command",
+                    ));
+                }
+                let url = url.ok_or_else(|| FieldError::new("url", "field required"))?;
+                Ok(Connection {
+                    url: validate_url(url)?,
+                    transport,
+                    stdio: None,
+                })
+            }
+            Transport::Stdio => {
+                let program = command
+                    .map(|c| c.trim().to_owned())
+                    .filter(|c| !c.is_empty())
+                    .ok_or_else(|| {
+                        FieldError::new("command", "STDIO gateways need a command to run")
+                    })?;
+                if program.contains('\0') || args.iter().any(|a| a.contains('\0')) {
+                    return Err(FieldError::new("command", "must not contain NUL bytes"));
+                }
+                if env
+                    .keys()
+                    .any(|k| k.is_empty() || k.contains('=') || k.contains('\0'))
+                {
+                    return Err(FieldError::new(
+                        "env",
+                        "variable names must be non-empty, without '=' or NUL",
+                    ));
+                }
+                let url =
+                    reqwest::Url::parse(&format!("stdio:///{}", program.trim_start_matches('/')))
+                        .map_err(|e| {
+                        FieldError::new("command", format!("cannot be named as a URL: {e}"))
+                    })?;
+                Ok(Connection {
+                    url,
+                    transport,
+                    stdio: Some(StdioCommand { program, args, env }),
+                })
+            }
+        }
+    }
 }
 
 /// A validated gateway definition, from the API or the config file.
@@ -80,18 +151,15 @@ pub struct GatewaySpec {
 impl GatewaySpec {
     pub fn new(
         name: String,
-        url: String,
-        transport: Transport,
+        connection: Connection,
         description: Option<String>,
         tags: Vec<String>,
     ) -> Result<Self, FieldError> {
         let name = validate_name(name)?;
-        let url = validate_url(&url)?;
-        validate_transport(transport)?;
         let tags = validate_tags(tags)?;
         Ok(Self {
             name,
-            connection: Connection { url, transport },
+            connection,
             description,
             tags,
             passthrough_headers: None,
@@ -133,19 +201,6 @@ pub fn validate_url(url: &str) -> Result<reqwest::Url, FieldError> {
         return Err(FieldError::new("url", "must name a host"));
     }
     Ok(parsed)
-}
-
-pub fn validate_transport(t: Transport) -> Result<(), FieldError> {
-    match t {
-        Transport::StreamableHttp => Ok(()),
-        Transport::Sse | Transport::Stdio => Err(FieldError::new(
-            "transport",
-            format!(
-                "{} upstreams are not supported yet; use STREAMABLEHTTP",
-                t.as_str()
-            ),
-        )),
-    }
 }
 
 pub fn validate_tags(tags: Vec<String>) -> Result<Vec<String>, FieldError> {
@@ -206,7 +261,8 @@ pub struct Tool {
     pub updated_at: DateTime<Utc>,
 }
 
-/// A virtual server: its own MCP endpoint exposing a chosen set of tools.
+/// A virtual server: its own MCP endpoint exposing a chosen set of tools,
+/// prompts and resources.
 #[derive(Clone, Debug)]
 pub struct VirtualServer {
     pub id: String,
@@ -217,6 +273,12 @@ pub struct VirtualServer {
     pub enabled: bool,
     /// Tool ids, in the order they were associated.
     pub tool_ids: Vec<String>,
+    /// Prompt, resource and template ids, in the order they were associated.
+    pub item_ids: Vec<String>,
+    /// Names and URIs exposed unchanged (all features from one gateway).
+    pub passthrough: bool,
+    /// When set, the server exposes everything this gateway offers.
+    pub gateway_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -229,6 +291,76 @@ pub struct ServerSpec {
     pub icon: Option<String>,
     pub tags: Vec<String>,
     pub tool_ids: Vec<String>,
+    pub item_ids: Vec<String>,
+    pub passthrough: bool,
+    pub gateway_id: Option<String>,
+}
+
+/// The kinds of feature besides tools that a gateway can offer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ItemKind {
+    Prompt,
+    Resource,
+    Template,
+}
+
+impl ItemKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemKind::Prompt => "prompt",
+            ItemKind::Resource => "resource",
+            ItemKind::Template => "template",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ItemKind> {
+        match s {
+            "prompt" => Some(ItemKind::Prompt),
+            "resource" => Some(ItemKind::Resource),
+            "template" => Some(ItemKind::Template),
+            _ => None,
+        }
+    }
+
+    /// The field of the upstream's object that names it.
+    pub fn key_field(self) -> &'static str {
+        match self {
+            ItemKind::Prompt => "name",
+            ItemKind::Resource => "uri",
+            ItemKind::Template => "uriTemplate",
+        }
+    }
+}
+
+/// A prompt, resource or resource template as the catalog exposes it.
+#[derive(Clone, Debug)]
+pub struct Item {
+    pub id: String,
+    pub gateway: Arc<Gateway>,
+    pub kind: ItemKind,
+    /// The name, URI or URI template the upstream knows it by.
+    pub key: String,
+    /// The upstream's object, verbatim.
+    pub definition: Value,
+}
+
+/// Everything a gateway offers, as listed by the upstream.
+#[derive(Clone, Debug, Default)]
+pub struct Features {
+    pub tools: Vec<Value>,
+    pub prompts: Vec<Value>,
+    pub resources: Vec<Value>,
+    pub templates: Vec<Value>,
+}
+
+impl Features {
+    pub fn of(&self, kind: ItemKind) -> &[Value] {
+        match kind {
+            ItemKind::Prompt => &self.prompts,
+            ItemKind::Resource => &self.resources,
+            ItemKind::Template => &self.templates,
+        }
+    }
 }
 
 /// What an upstream said about itself during discovery.
@@ -237,6 +369,6 @@ pub struct Discovery {
     pub protocol_version: String,
     pub capabilities: Value,
     pub server_info: Value,
-    /// Tool objects as the upstream listed them.
-    pub tools: Vec<Value>,
+    /// Objects as the upstream listed them.
+    pub features: Features,
 }

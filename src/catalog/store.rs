@@ -10,7 +10,9 @@ use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
 use sqlx::{Row, SqlitePool};
 
-use super::model::{Connection, Gateway, Transport, VirtualServer};
+use super::model::{
+    Connection, Features, Gateway, ItemKind, StdioCommand, Transport, VirtualServer,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -40,9 +42,19 @@ pub struct ToolRow {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A prompt, resource or template row, before the catalog joins it to its gateway.
+pub struct ItemRow {
+    pub id: String,
+    pub gateway_id: String,
+    pub kind: ItemKind,
+    pub key: String,
+    pub definition: Value,
+}
+
 pub struct Loaded {
     pub gateways: Vec<Gateway>,
     pub tools: Vec<ToolRow>,
+    pub items: Vec<ItemRow>,
     pub servers: Vec<VirtualServer>,
 }
 
@@ -94,6 +106,12 @@ impl Store {
             .iter()
             .map(tool_from_row)
             .collect::<Result<Vec<_>, _>>()?;
+        let items = sqlx::query("SELECT * FROM gateway_items ORDER BY gateway_id, kind, key")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(item_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         let mut servers = sqlx::query("SELECT * FROM servers ORDER BY created_at, id")
             .fetch_all(&self.pool)
             .await?
@@ -111,31 +129,44 @@ impl Store {
                 s.tool_ids.push(tool_id);
             }
         }
+        let item_links =
+            sqlx::query("SELECT server_id, item_id FROM server_items ORDER BY server_id, position")
+                .fetch_all(&self.pool)
+                .await?;
+        for link in &item_links {
+            let server_id: String = link.try_get("server_id")?;
+            let item_id: String = link.try_get("item_id")?;
+            if let Some(s) = servers.iter_mut().find(|s| s.id == server_id) {
+                s.item_ids.push(item_id);
+            }
+        }
         Ok(Loaded {
             gateways,
             tools,
+            items,
             servers,
         })
     }
 
-    /// Inserts or updates a gateway row and replaces its tools, in one transaction.
-    /// Tool ids survive a refresh for tools that keep their original name, so
-    /// virtual servers that reference them stay intact.
+    /// Inserts or updates a gateway row and replaces its tools, prompts and
+    /// resources, in one transaction. Ids survive a refresh for features that
+    /// keep their name or URI, so virtual servers that reference them stay intact.
     pub async fn save_gateway(
         &self,
         g: &Gateway,
-        tools: Option<&[Value]>,
+        features: Option<&Features>,
     ) -> Result<(), StoreError> {
+        let tools = features.map(|f| f.tools.as_slice());
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO gateways (id, name, slug, url, transport, description, tags, enabled, reachable,
                 capabilities, server_info, protocol_version, created_at, updated_at, last_seen, last_error, declared,
-                passthrough_headers)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+                command, args, env, passthrough_headers)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
              ON CONFLICT(id) DO UPDATE SET name = ?2, slug = ?3, url = ?4, transport = ?5, description = ?6,
                 tags = ?7, enabled = ?8, reachable = ?9, capabilities = ?10, server_info = ?11,
                 protocol_version = ?12, updated_at = ?14, last_seen = ?15, last_error = ?16, declared = ?17,
-                passthrough_headers = ?18",
+                command = ?18, args = ?19, env = ?20, passthrough_headers = ?21",
         )
         .bind(&g.id)
         .bind(&g.name)
@@ -154,6 +185,9 @@ impl Store {
         .bind(g.last_seen.map(|t| t.to_rfc3339()))
         .bind(&g.last_error)
         .bind(g.declared)
+        .bind(g.connection.stdio.as_ref().map(|c| c.program.clone()))
+        .bind(json_text(&g.connection.stdio.as_ref().map(|c| c.args.clone()).unwrap_or_default()))
+        .bind(json_text(&g.connection.stdio.as_ref().map(|c| c.env.clone()).unwrap_or_default()))
         .bind(g.passthrough_headers.as_ref().map(json_text))
         .execute(&mut *tx)
         .await?;
@@ -193,6 +227,48 @@ impl Store {
                 }
             }
         }
+        if let Some(f) = features {
+            let now = Utc::now().to_rfc3339();
+            for kind in [ItemKind::Prompt, ItemKind::Resource, ItemKind::Template] {
+                let mut keep: Vec<&str> = Vec::new();
+                for def in f.of(kind) {
+                    let Some(key) = def.get(kind.key_field()).and_then(Value::as_str) else {
+                        continue;
+                    };
+                    keep.push(key);
+                    sqlx::query(
+                        "INSERT INTO gateway_items (id, gateway_id, kind, key, definition, created_at, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+                         ON CONFLICT(gateway_id, kind, key) DO UPDATE SET definition = ?5, updated_at = ?6",
+                    )
+                    .bind(new_id())
+                    .bind(&g.id)
+                    .bind(kind.as_str())
+                    .bind(key)
+                    .bind(def.to_string())
+                    .bind(&now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let existing = sqlx::query(
+                    "SELECT id, key FROM gateway_items WHERE gateway_id = ?1 AND kind = ?2",
+                )
+                .bind(&g.id)
+                .bind(kind.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
+                for row in existing {
+                    let key: String = row.try_get("key")?;
+                    if !keep.contains(&key.as_str()) {
+                        let id: String = row.try_get("id")?;
+                        sqlx::query("DELETE FROM gateway_items WHERE id = ?1")
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+            }
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -208,10 +284,10 @@ impl Store {
     pub async fn save_server(&self, s: &VirtualServer) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO servers (id, name, description, icon, tags, enabled, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            "INSERT INTO servers (id, name, description, icon, tags, enabled, created_at, updated_at, passthrough, gateway_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
              ON CONFLICT(id) DO UPDATE SET name = ?2, description = ?3, icon = ?4, tags = ?5, enabled = ?6,
-                updated_at = ?8",
+                updated_at = ?8, passthrough = ?9, gateway_id = ?10",
         )
         .bind(&s.id)
         .bind(&s.name)
@@ -221,8 +297,24 @@ impl Store {
         .bind(s.enabled)
         .bind(s.created_at.to_rfc3339())
         .bind(s.updated_at.to_rfc3339())
+        .bind(s.passthrough)
+        .bind(&s.gateway_id)
         .execute(&mut *tx)
         .await?;
+        sqlx::query("DELETE FROM server_items WHERE server_id = ?1")
+            .bind(&s.id)
+            .execute(&mut *tx)
+            .await?;
+        for (pos, item_id) in s.item_ids.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO server_items (server_id, item_id, position) VALUES (?1, ?2, ?3)",
+            )
+            .bind(&s.id)
+            .bind(item_id)
+            .bind(pos as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
         sqlx::query("DELETE FROM server_tools WHERE server_id = ?1")
             .bind(&s.id)
             .execute(&mut *tx)
@@ -296,6 +388,19 @@ fn tags(row: &SqliteRow) -> Result<Vec<String>, StoreError> {
     serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("tags: {e}")))
 }
 
+fn stdio_from_row(row: &SqliteRow) -> Result<Option<StdioCommand>, StoreError> {
+    let Some(program) = row.try_get::<Option<String>, _>("command")? else {
+        return Ok(None);
+    };
+    let args: String = row.try_get("args")?;
+    let env: String = row.try_get("env")?;
+    Ok(Some(StdioCommand {
+        program,
+        args: serde_json::from_str(&args).map_err(|e| StoreError::Corrupt(format!("args: {e}")))?,
+        env: serde_json::from_str(&env).map_err(|e| StoreError::Corrupt(format!("env: {e}")))?,
+    }))
+}
+
 fn gateway_from_row(row: &SqliteRow) -> Result<Gateway, StoreError> {
     let url: String = row.try_get("url")?;
     let transport: String = row.try_get("transport")?;
@@ -308,6 +413,7 @@ fn gateway_from_row(row: &SqliteRow) -> Result<Gateway, StoreError> {
                 .map_err(|e| StoreError::Corrupt(format!("url {url:?}: {e}")))?,
             transport: Transport::parse(&transport)
                 .ok_or_else(|| StoreError::Corrupt(format!("transport {transport:?}")))?,
+            stdio: stdio_from_row(row)?,
         },
         description: row.try_get("description")?,
         tags: tags(row)?,
@@ -342,6 +448,18 @@ fn tool_from_row(row: &SqliteRow) -> Result<ToolRow, StoreError> {
     })
 }
 
+fn item_from_row(row: &SqliteRow) -> Result<ItemRow, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    Ok(ItemRow {
+        id: row.try_get("id")?,
+        gateway_id: row.try_get("gateway_id")?,
+        kind: ItemKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("item kind {kind:?}")))?,
+        key: row.try_get("key")?,
+        definition: json(row, "definition")?,
+    })
+}
+
 fn server_from_row(row: &SqliteRow) -> Result<VirtualServer, StoreError> {
     Ok(VirtualServer {
         id: row.try_get("id")?,
@@ -351,6 +469,9 @@ fn server_from_row(row: &SqliteRow) -> Result<VirtualServer, StoreError> {
         tags: tags(row)?,
         enabled: row.try_get("enabled")?,
         tool_ids: Vec::new(),
+        item_ids: Vec::new(),
+        passthrough: row.try_get("passthrough")?,
+        gateway_id: row.try_get("gateway_id")?,
         created_at: time(row, "created_at")?,
         updated_at: time(row, "updated_at")?,
     })

@@ -47,10 +47,15 @@ pub struct FileConfig {
 #[serde(deny_unknown_fields)]
 pub struct FileGateway {
     pub name: String,
-    pub url: String,
+    pub url: Option<String>,
     pub transport: Option<String>,
     pub description: Option<String>,
     pub tags: Option<Vec<String>>,
+    pub command: Option<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
     /// Downstream headers forwarded to this gateway; absent means the global default.
     pub passthrough_headers: Option<Vec<String>>,
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 pub use file::{FileConfig, FileGateway};
 
-use crate::catalog::{GatewaySpec, Transport};
+use crate::catalog::{Connection, GatewaySpec, Transport};
 
 /// Validated settings the gateway runs with.
 #[derive(Clone, Debug)]
@@ -580,10 +580,17 @@ impl FileGateway {
             Some(t) => Transport::parse(t)
                 .ok_or_else(|| ("transport".to_owned(), format!("unknown transport {t:?}")))?,
         };
+        let connection = Connection::build(
+            self.url.as_deref(),
+            transport,
+            self.command,
+            self.args,
+            self.env,
+        )
+        .map_err(|e| (e.field.to_owned(), e.reason))?;
         let mut spec = GatewaySpec::new(
             self.name,
-            self.url,
-            transport,
+            connection,
             self.description,
             self.tags.unwrap_or_default(),
         )

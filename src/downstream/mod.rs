@@ -5,11 +5,14 @@
 //! framing, session lookup. What a method does is `router`'s business.
 
 mod guard;
+pub mod legacy_sse;
 pub mod limits;
 mod rpc;
 pub mod session;
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +26,7 @@ use axum::{Extension, Router};
 use futures_util::{stream, StreamExt};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
+use tokio::sync::mpsc;
 
 use crate::app::App;
 use crate::auth::{Access, Flavor, Principal};
@@ -36,7 +40,7 @@ use session::DownstreamSession;
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
 /// Comment lines on idle GET streams keep proxies from timing them out.
-const KEEPALIVE: Duration = Duration::from_secs(15);
+pub(crate) const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// The MCP endpoints, behind DNS-rebinding protection and authentication.
 pub fn routes(app: &Arc<App>) -> Router<Arc<App>> {
@@ -51,7 +55,8 @@ pub fn routes(app: &Arc<App>) -> Router<Arc<App>> {
             "/servers/{id}/mcp/",
             post(post_server).get(get_server).delete(delete_server),
         )
-        .route("/rpc", post(rpc::post));
+        .route("/rpc", post(rpc::post))
+        .merge(legacy_sse::routes());
     // The rebinding guard is the outer layer: a foreign page is refused
     // before its credentials are even looked at.
     crate::auth::protect(routes, app, Access::Any, Flavor::JsonRpc).route_layer(
@@ -135,6 +140,8 @@ pub(crate) enum HttpError {
     UnknownServer,
     #[error("GET needs Accept: text/event-stream")]
     NotAcceptable,
+    #[error("this session already has an open GET stream")]
+    StreamTaken,
 }
 
 impl HttpError {
@@ -149,6 +156,7 @@ impl HttpError {
             HttpError::TooBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
             HttpError::UnknownSession | HttpError::UnknownServer => StatusCode::NOT_FOUND,
             HttpError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
+            HttpError::StreamTaken => StatusCode::CONFLICT,
         }
     }
 
@@ -163,7 +171,8 @@ impl HttpError {
             | HttpError::BadVersion { .. }
             | HttpError::MissingSession
             | HttpError::UnknownServer
-            | HttpError::NotAcceptable => code::INVALID_REQUEST,
+            | HttpError::NotAcceptable
+            | HttpError::StreamTaken => code::INVALID_REQUEST,
         }
     }
 }
@@ -310,7 +319,7 @@ fn find_session(
 }
 
 async fn handle_post(
-    app: &App,
+    app: &Arc<App>,
     scope: Scope,
     who: &Principal,
     headers: &HeaderMap,
@@ -320,7 +329,7 @@ async fn handle_post(
         return e.into_response();
     }
     // Held until the answer is built: reading the body is already in flight.
-    let _principal_slot = match app.inflight.principal(who) {
+    let principal_slot = match app.inflight.principal(who) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
@@ -368,29 +377,129 @@ async fn handle_post(
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
-    let _session_slot =
-        match limits::InflightLimits::session(&session.inflight, app.sessions.max_inflight()) {
+    let session_slot =
+        match limits::InflightLimits::session(&session.inflight_slots, app.sessions.max_inflight())
+        {
             Ok(p) => p,
             Err(e) => return e.into_response(),
         };
     session.touch();
     match message {
         Message::Request(req) => {
-            let ctx = crate::router::RequestContext::from_headers(headers);
-            let body = crate::router::handle(app, &session, req, &ctx).await;
-            respond(framing, body)
+            let (sink, interim) = mpsc::unbounded_channel();
+            let mut ctx = crate::router::RequestContext::from_headers(headers);
+            // Interim messages need an event stream; a JSON-only client gets none.
+            ctx.relay = accepts_sse(headers).then_some(sink);
+            let app = Arc::clone(app);
+            // The slots go with the answer: it may outlive this function
+            // (streamed as SSE), and it is in flight until it is done.
+            let answer = Box::pin(async move {
+                let _slots = (principal_slot, session_slot);
+                crate::router::handle(app, session, req, ctx).await
+            });
+            answer_request(answer, interim, framing).await
         }
         Message::Notification(n) => {
-            if n.method == "notifications/initialized" {
-                session
+            match n.method.as_str() {
+                "notifications/initialized" => session
                     .initialized
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                    .store(true, std::sync::atomic::Ordering::Relaxed),
+                "notifications/cancelled" => {
+                    crate::router::cancel_request(&session, n.params.as_deref()).await
+                }
+                // The client's roots changed: every upstream serving it must hear it.
+                "notifications/roots/list_changed" => {
+                    let body = jsonrpc::notification_body(&n.method, n.params.as_deref());
+                    for upstream in app.registry.upstreams_of(&session.id) {
+                        if let Err(e) = upstream.post(body.clone()).await {
+                            tracing::debug!(error = %e, "roots/list_changed not delivered upstream");
+                        }
+                    }
+                }
+                _ => {}
             }
             StatusCode::ACCEPTED.into_response()
         }
-        // We send no requests to clients yet, so a response answers nothing.
-        Message::Response(_) => StatusCode::ACCEPTED.into_response(),
+        // The client answers a request an upstream sent it.
+        Message::Response(r) => {
+            crate::router::deliver_response(&session, &r.id, r.outcome).await;
+            StatusCode::ACCEPTED.into_response()
+        }
     }
+}
+
+fn accepts_sse(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains("text/event-stream"))
+}
+
+/// Answers plain JSON (or one SSE event) when the upstream answers without
+/// interim messages — the common case — and switches to an SSE stream as
+/// soon as one arrives first: the interim messages as they come, then the
+/// answer, then the end of the stream.
+async fn answer_request<F>(
+    mut answer: Pin<Box<F>>,
+    mut interim: mpsc::UnboundedReceiver<String>,
+    framing: Framing,
+) -> Response
+where
+    F: Future<Output = String> + Send + 'static,
+{
+    let first = tokio::select! {
+        biased;
+        body = &mut answer => {
+            let mut early = String::new();
+            while let Ok(m) = interim.try_recv() {
+                early.push_str(&sse::message_event(&m, None));
+            }
+            if early.is_empty() {
+                return respond(framing, body);
+            }
+            early.push_str(&sse::message_event(&body, None));
+            return sse_response(Body::from(early));
+        }
+        Some(first) = interim.recv() => first,
+    };
+    let state = (Some(first), Some((answer, interim)));
+    let events = stream::unfold(state, |(first, rest)| async move {
+        if let Some(m) = first {
+            return Some((
+                Ok::<_, Infallible>(Bytes::from(sse::message_event(&m, None))),
+                (None, rest),
+            ));
+        }
+        let (mut answer, mut interim) = rest?;
+        tokio::select! {
+            biased;
+            Some(m) = interim.recv() => Some((Ok(Bytes::from(sse::message_event(&m, None))), (None, Some((answer, interim))))),
+            body = &mut answer => {
+                let mut tail = String::new();
+                while let Ok(m) = interim.try_recv() {
+                    tail.push_str(&sse::message_event(&m, None));
+                }
+                tail.push_str(&sse::message_event(&body, None));
+                Some((Ok(Bytes::from(tail)), (None, None)))
+            }
+        }
+    });
+    sse_response(Body::from_stream(events))
+}
+
+pub(crate) fn sse_response(body: Body) -> Response {
+    (
+        [
+            (CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
+            (
+                axum::http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache"),
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// A 2025-03-26 batch: each message handled as if POSTed alone (requests
@@ -398,7 +507,7 @@ async fn handle_post(
 /// 2025-03-26 spec forbids `initialize` inside a batch, and later revisions
 /// removed batches, so other sessions are refused.
 async fn handle_batch(
-    app: &App,
+    app: &Arc<App>,
     scope: &Scope,
     who: &Principal,
     headers: &HeaderMap,
@@ -421,15 +530,17 @@ async fn handle_batch(
         return HttpError::Batch.into_response();
     }
     let _session_slot =
-        match limits::InflightLimits::session(&session.inflight, app.sessions.max_inflight()) {
+        match limits::InflightLimits::session(&session.inflight_slots, app.sessions.max_inflight())
+        {
             Ok(p) => p,
             Err(e) => return e.into_response(),
         };
     session.touch();
-    let ctx = crate::router::RequestContext::from_headers(headers);
     let answers = items.into_iter().map(|item| {
         let session = Arc::clone(&session);
-        let ctx = &ctx;
+        // No interim relay inside a batch: its answer is one JSON array.
+        let ctx = crate::router::RequestContext::from_headers(headers);
+        let app = Arc::clone(app);
         async move {
             match jsonrpc::parse_one(item.get().as_bytes()) {
                 Ok(Message::Request(req)) if req.method == "initialize" => {
@@ -441,7 +552,7 @@ async fn handle_batch(
                     ))
                 }
                 Ok(Message::Request(req)) => {
-                    Some(crate::router::handle(app, &session, req, ctx).await)
+                    Some(crate::router::handle(app, session, req, ctx).await)
                 }
                 Ok(Message::Notification(n)) => {
                     if n.method == "notifications/initialized" {
@@ -478,37 +589,73 @@ fn initialize(
     id: &RawValue,
     params: Option<&RawValue>,
 ) -> Response {
+    match open_session(app, scope, who, params, None, &mcp::DOWNSTREAM_VERSIONS) {
+        Ok((session, result)) => {
+            let mut resp = respond(framing, jsonrpc::result_body(id, &result));
+            if let Ok(v) = HeaderValue::from_str(&session.id) {
+                resp.headers_mut().insert(SESSION_HEADER, v);
+            }
+            resp
+        }
+        Err(Refusal::Http(e)) => e.into_response(),
+        Err(Refusal::Rpc { code, message }) => {
+            respond(framing, jsonrpc::error_body(Some(id), code, message, None))
+        }
+    }
+}
+
+/// Why `initialize` did not open a session.
+pub(crate) enum Refusal {
+    /// At the HTTP level (unknown virtual server).
+    Http(HttpError),
+    /// As a JSON-RPC error to the request.
+    Rpc { code: i64, message: &'static str },
+}
+
+/// Opens a downstream session for an `initialize` (with `id` chosen already,
+/// for legacy SSE, or a fresh one), owned by `who`, and builds the result to
+/// answer with: the negotiated version among `versions` and what the
+/// endpoint's gateways can do.
+pub(crate) fn open_session(
+    app: &App,
+    scope: Scope,
+    who: &Principal,
+    params: Option<&RawValue>,
+    id: Option<String>,
+    versions: &[&'static str],
+) -> Result<(Arc<DownstreamSession>, Box<RawValue>), Refusal> {
     let parsed: Value = params
         .and_then(|p| serde_json::from_str(p.get()).ok())
         .unwrap_or(Value::Null);
     if !parsed.is_object() {
-        let body = jsonrpc::error_body(
-            Some(id),
-            code::INVALID_PARAMS,
-            "initialize needs params with protocolVersion, capabilities and clientInfo",
-            None,
-        );
-        return respond(framing, body);
+        return Err(Refusal::Rpc {
+            code: code::INVALID_PARAMS,
+            message: "initialize needs params with protocolVersion, capabilities and clientInfo",
+        });
     }
+    let snap = app.catalog.snapshot();
     let server_name = match &scope {
         Scope::All => "switchyard".to_owned(),
-        Scope::Server(server_id) => match app
-            .catalog
-            .snapshot()
-            .server(server_id)
-            .filter(|s| s.enabled)
-        {
+        Scope::Server(server_id) => match snap.server(server_id).filter(|s| s.enabled) {
             Some(s) => s.name.clone(),
-            None => return HttpError::UnknownServer.into_response(),
+            None => return Err(Refusal::Http(HttpError::UnknownServer)),
         },
     };
-    let version = mcp::negotiate(parsed.get("protocolVersion").and_then(Value::as_str));
+    let Some(view) = snap.scope(&scope) else {
+        return Err(Refusal::Http(HttpError::UnknownServer));
+    };
+    let capabilities: Value =
+        serde_json::from_str(view.capabilities().get()).unwrap_or_else(|_| json!({"tools": {}}));
+    let version = mcp::negotiate_among(
+        versions,
+        parsed.get("protocolVersion").and_then(Value::as_str),
+    );
     let client_params = params
         .map(ToOwned::to_owned)
         .unwrap_or_else(|| jsonrpc::raw("{}".into()));
     let session = app
         .sessions
-        .create(scope, who.clone(), version, client_params);
+        .create(scope, who.clone(), version, client_params, id);
     app.registry.open(&session.id);
     session.touch();
     let client = parsed
@@ -524,18 +671,14 @@ fn initialize(
     );
     let result = json!({
         "protocolVersion": version,
-        "capabilities": {"tools": {"listChanged": true}},
+        "capabilities": capabilities,
         "serverInfo": {"name": server_name, "version": env!("CARGO_PKG_VERSION")},
         "instructions": "Switchyard MCP gateway: tools of the registered upstream servers, named <gateway>-<tool>.",
     });
-    let mut resp = respond(framing, jsonrpc::result_body(id, &jsonrpc::to_raw(&result)));
-    if let Ok(v) = HeaderValue::from_str(&session.id) {
-        resp.headers_mut().insert(SESSION_HEADER, v);
-    }
-    resp
+    Ok((session, jsonrpc::to_raw(&result)))
 }
 
-fn handle_get(app: &App, scope: Scope, who: &Principal, headers: &HeaderMap) -> Response {
+fn handle_get(app: &Arc<App>, scope: Scope, who: &Principal, headers: &HeaderMap) -> Response {
     let accepts_sse = headers
         .get_all(ACCEPT)
         .iter()
@@ -552,40 +695,62 @@ fn handle_get(app: &App, scope: Scope, who: &Principal, headers: &HeaderMap) -> 
         Err(e) => return e.into_response(),
     };
     session.touch();
-    // The stream carries server-initiated messages (none yet) and keep-alives,
-    // and ends when the session ends or the gateway shuts down.
-    let ended = session.ended.clone();
-    let shutdown = app.shutdown.clone();
-    let alive = Arc::clone(&session);
+    // One GET stream per session carries its server-initiated messages (each
+    // message goes to one stream only); a second gets 409.
+    let Some(outbox) = session.lease_outbox() else {
+        return HttpError::StreamTaken.into_response();
+    };
     let first =
         stream::once(async { Ok::<_, Infallible>(Bytes::from_static(b": stream open\n\n")) });
-    // An open stream is a session in use: each keep-alive counts as activity
-    // for idle expiry.
-    let ticks = stream::unfold(
-        (ended, shutdown, alive),
-        |(ended, shutdown, alive)| async move {
-            tokio::select! {
-                _ = ended.cancelled() => None,
-                _ = shutdown.cancelled() => None,
+    let state = GetStream {
+        app: Arc::clone(app),
+        session,
+        outbox,
+    };
+    let rest = stream::unfold(state, |mut st| async move {
+        let chunk = st.next().await?;
+        Some((Ok::<_, Infallible>(chunk), st))
+    });
+    sse_response(Body::from_stream(futures_util::StreamExt::chain(
+        first, rest,
+    )))
+}
+
+/// A session's GET stream: its outbox (translated on the way out) and
+/// keep-alives, until the session ends or the gateway shuts down.
+struct GetStream {
+    app: Arc<App>,
+    session: Arc<DownstreamSession>,
+    outbox: session::OutboxLease,
+}
+
+impl GetStream {
+    async fn next(&mut self) -> Option<Bytes> {
+        loop {
+            let item = tokio::select! {
+                _ = self.session.ended.cancelled() => return None,
+                _ = self.app.shutdown.cancelled() => return None,
                 _ = tokio::time::sleep(KEEPALIVE) => {
-                    alive.touch();
-                    Some((Ok::<_, Infallible>(Bytes::from_static(b": keep-alive\n\n")), (ended, shutdown, alive)))
+                    // An open stream is a session in use: it counts as activity for idle expiry.
+                    self.session.touch();
+                    return Some(Bytes::from_static(b": keep-alive\n\n"));
                 }
+                item = self.outbox.recv() => item?,
+            };
+            let body = match item {
+                session::Outgoing::Ready(body) => Some(body),
+                session::Outgoing::Upstream {
+                    gateway_id,
+                    message,
+                } => {
+                    crate::router::unsolicited(&self.app, &self.session, &gateway_id, message).await
+                }
+            };
+            if let Some(body) = body {
+                return Some(Bytes::from(sse::message_event(&body, None)));
             }
-        },
-    );
-    let body = Body::from_stream(futures_util::StreamExt::chain(first, ticks));
-    (
-        [
-            (CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
-            (
-                axum::http::header::CACHE_CONTROL,
-                HeaderValue::from_static("no-cache"),
-            ),
-        ],
-        body,
-    )
-        .into_response()
+        }
+    }
 }
 
 async fn handle_delete(app: &App, scope: Scope, who: &Principal, headers: &HeaderMap) -> Response {

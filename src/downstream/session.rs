@@ -7,8 +7,9 @@
 //!
 //! An ended id is removed for good: nothing here can revive it.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -17,8 +18,12 @@ use serde_json::value::RawValue;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use tokio::sync::mpsc;
+
 use crate::auth::Principal;
 use crate::catalog::Scope;
+use crate::jsonrpc::Message;
+use crate::upstream::UpstreamSession;
 
 /// Session ids are 128 random bits as 32 lower-case hex digits.
 const ID_LEN: usize = 32;
@@ -30,20 +35,114 @@ pub struct DownstreamSession {
     /// Who created it; only they may use it.
     pub principal: Principal,
     pub protocol_version: &'static str,
-    /// The client's `initialize` params, kept for forwarding upstream.
+    /// The client's `initialize` params, kept for reference.
     pub client_params: Box<RawValue>,
+    /// The `initialize` params this session's upstream sessions are opened
+    /// with: the client's capabilities and identity, our protocol version.
+    pub upstream_init_params: Box<RawValue>,
+    /// Requests upstreams sent to this session's client (sampling,
+    /// elicitation, roots), by the id the client saw; answered by the
+    /// client's response POST.
+    pub pending: Mutex<HashMap<String, PendingRequest>>,
+    /// This session's requests in flight upstream, by the client's id (its
+    /// JSON text), so a `notifications/cancelled` can be translated.
+    pub inflight: Mutex<HashMap<String, Inflight>>,
+    /// The level the client asked for with `logging/setLevel`, if any.
+    pub log_level: Mutex<Option<String>>,
+    next_relay_id: AtomicU64,
+    /// Messages for the client outside any request: they wait here until the
+    /// client's GET stream takes them (bounded; overflow is dropped and logged).
+    pub outbox: mpsc::Sender<Outgoing>,
+    outbox_rx: Mutex<Option<mpsc::Receiver<Outgoing>>>,
     pub created_at: DateTime<Utc>,
     pub initialized: AtomicBool,
     /// Cancelled when the session ends; its GET streams close with it.
     pub ended: CancellationToken,
     /// Slots for its in-flight requests (`limits.rs`).
-    pub inflight: Arc<Semaphore>,
+    pub inflight_slots: Arc<Semaphore>,
     born: Instant,
     /// Milliseconds since `born` at the last request.
     last_active_ms: AtomicU64,
 }
 
+/// Something to tell the client on its GET stream.
+pub enum Outgoing {
+    /// A message an upstream sent on its own; translated when delivered.
+    Upstream {
+        gateway_id: String,
+        message: Message,
+    },
+    /// A message of the gateway's own, ready to send (e.g. `list_changed`).
+    Ready(String),
+}
+
+/// Bound on messages waiting for a GET stream.
+const OUTBOX_CAPACITY: usize = 256;
+
+/// The receiving end of a session's outbox, lent to one GET stream at a time
+/// and handed back when that stream ends.
+pub struct OutboxLease {
+    session: Arc<DownstreamSession>,
+    rx: Option<mpsc::Receiver<Outgoing>>,
+}
+
+impl OutboxLease {
+    pub async fn recv(&mut self) -> Option<Outgoing> {
+        self.rx.as_mut()?.recv().await
+    }
+}
+
+impl Drop for OutboxLease {
+    fn drop(&mut self) {
+        if let Some(rx) = self.rx.take() {
+            *lock(&self.session.outbox_rx) = Some(rx);
+        }
+    }
+}
+
+/// A request an upstream sent that awaits the client's answer.
+pub struct PendingRequest {
+    pub upstream: UpstreamSession,
+    /// The id the upstream gave it.
+    pub upstream_id: Box<RawValue>,
+}
+
+/// A client request being served by an upstream.
+pub struct Inflight {
+    pub upstream: UpstreamSession,
+    pub upstream_id: u64,
+    pub cancel: CancellationToken,
+}
+
+/// A std mutex around a small map, never held across an await.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl DownstreamSession {
+    /// Lends the outbox to a GET stream; `None` while another stream holds it
+    /// (each message goes to exactly one stream).
+    pub fn lease_outbox(self: &Arc<Self>) -> Option<OutboxLease> {
+        let rx = lock(&self.outbox_rx).take()?;
+        Some(OutboxLease {
+            session: Arc::clone(self),
+            rx: Some(rx),
+        })
+    }
+
+    /// Queues a message for the client's GET stream.
+    pub fn post_to_client(&self, item: Outgoing) {
+        if self.outbox.try_send(item).is_err() {
+            tracing::warn!(session = %self.id, "client message dropped: outbox full or closed (no GET stream reading it?)");
+        }
+    }
+
+    /// A fresh id for a request relayed to the client; the prefix keeps it
+    /// apart from any id space an upstream uses.
+    pub fn next_relay_id(&self) -> String {
+        format!("sy-{}", self.next_relay_id.fetch_add(1, Ordering::Relaxed))
+    }
+
     pub fn touch(&self) {
         let ms = self.born.elapsed().as_millis() as u64;
         self.last_active_ms.store(ms, Ordering::Relaxed);
@@ -85,18 +184,27 @@ impl SessionStore {
         principal: Principal,
         protocol_version: &'static str,
         client_params: Box<RawValue>,
+        id: Option<String>,
     ) -> Arc<DownstreamSession> {
-        let id = hex::encode(rand::random::<[u8; 16]>());
+        let id = id.unwrap_or_else(new_id);
+        let (outbox, outbox_rx) = mpsc::channel(OUTBOX_CAPACITY);
         let session = Arc::new(DownstreamSession {
             id: id.clone(),
             scope,
             principal,
             protocol_version,
+            upstream_init_params: upstream_init_params(&client_params),
             client_params,
+            pending: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(HashMap::new()),
+            log_level: Mutex::new(None),
+            next_relay_id: AtomicU64::new(1),
+            outbox,
+            outbox_rx: Mutex::new(Some(outbox_rx)),
             created_at: Utc::now(),
             initialized: AtomicBool::new(false),
             ended: CancellationToken::new(),
-            inflight: Arc::new(Semaphore::new(self.max_inflight)),
+            inflight_slots: Arc::new(Semaphore::new(self.max_inflight)),
             born: Instant::now(),
             last_active_ms: AtomicU64::new(0),
         });
@@ -159,6 +267,30 @@ impl SessionStore {
     }
 }
 
+/// The client's capabilities and `clientInfo`, at the protocol version the
+/// gateway speaks upstream: each upstream session serves exactly this client,
+/// so servers that tailor their offer to the client see the real one.
+fn upstream_init_params(client: &RawValue) -> Box<RawValue> {
+    let parsed: serde_json::Value = serde_json::from_str(client.get()).unwrap_or_default();
+    let capabilities = parsed
+        .get("capabilities")
+        .cloned()
+        .unwrap_or_else(|| serde_json::json!({}));
+    let client_info = parsed.get("clientInfo").cloned().unwrap_or_else(
+        || serde_json::json!({"name": "switchyard", "version": env!("CARGO_PKG_VERSION")}),
+    );
+    crate::jsonrpc::to_raw(&serde_json::json!({
+        "protocolVersion": crate::mcp::LATEST_VERSION,
+        "capabilities": capabilities,
+        "clientInfo": client_info,
+    }))
+}
+
+/// A fresh session id: 128 random bits from the OS-seeded CSPRNG, as hex.
+pub fn new_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
 pub fn well_formed(id: &str) -> bool {
     id.len() == ID_LEN
         && id
@@ -176,8 +308,8 @@ mod tests {
         let raw = crate::jsonrpc::to_raw(&serde_json::json!({}));
         let alice = Principal::api_token("a", "alice", false);
         let bob = Principal::api_token("b", "bob", false);
-        let a = store.create(Scope::All, alice.clone(), "2025-11-25", raw.clone());
-        let b = store.create(Scope::All, alice.clone(), "2025-11-25", raw);
+        let a = store.create(Scope::All, alice.clone(), "2025-11-25", raw.clone(), None);
+        let b = store.create(Scope::All, alice.clone(), "2025-11-25", raw, None);
         assert_ne!(a.id, b.id);
         assert!(well_formed(&a.id));
         assert!(store.get(&a.id).is_some());

@@ -266,3 +266,68 @@ pub fn client(egress: super::egress::Policy) -> Result<reqwest::Client, reqwest:
         .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
         .build()
 }
+
+/// How a GET stream ended.
+pub enum Listened {
+    /// The upstream offers no GET stream (405) or forgot the session (404):
+    /// there is nothing to reconnect to.
+    Unavailable,
+    /// The stream ended or broke; a reconnect may succeed.
+    Ended,
+}
+
+/// Opens the session's GET stream (spec: "Listening for Messages from the
+/// Server") and hands every message on it to `on_message` until it ends.
+pub async fn listen(
+    client: &reqwest::Client,
+    ep: &Endpoint,
+    on_message: &(dyn Fn(Message) + Send + Sync),
+) -> Listened {
+    let resp = client
+        .get(ep.url.clone())
+        .headers(ep.headers.clone())
+        .header(ACCEPT, "text/event-stream")
+        .send()
+        .await;
+    let resp = match resp {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(error = %error_chain(&e), "upstream GET stream failed to open");
+            return Listened::Ended;
+        }
+    };
+    let status = resp.status();
+    if status == StatusCode::METHOD_NOT_ALLOWED
+        || status == StatusCode::NOT_FOUND
+        || status == StatusCode::CONFLICT
+    {
+        return Listened::Unavailable;
+    }
+    let is_sse = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("text/event-stream"));
+    if !status.is_success() || !is_sse {
+        return Listened::Unavailable;
+    }
+    let mut decoder = sse::Decoder::new(MAX_EVENT_BYTES);
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            return Listened::Ended;
+        };
+        let Ok(events) = decoder.feed(&chunk) else {
+            return Listened::Ended;
+        };
+        for ev in events.into_iter().filter(|e| !e.data.trim().is_empty()) {
+            match jsonrpc::parse_one(ev.data.as_bytes()) {
+                Ok(m) => on_message(m),
+                Err(e) => {
+                    tracing::debug!(error = %e, "ignoring unreadable SSE event on an upstream GET stream")
+                }
+            }
+        }
+    }
+    Listened::Ended
+}

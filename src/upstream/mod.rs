@@ -3,6 +3,7 @@
 //! - `http`: the Streamable HTTP client wire protocol (POST, SSE answers, DELETE).
 //! - `egress`: the SSRF guard: which addresses upstream connections may reach.
 //! - `session`: one live upstream MCP session, owned by its own task.
+//! - `wire`: stdio and legacy HTTP+SSE, the transports with one inbound stream.
 //! - [`discover`]: a short-lived session to learn what an upstream offers.
 //!
 //! Why not `rmcp`'s client: the gateway relays messages it does not model,
@@ -14,15 +15,16 @@
 pub mod egress;
 pub mod http;
 mod session;
+mod wire;
 
 use std::time::Duration;
 
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-pub use session::{CloseOutcome, SessionInfo, SessionTask, UpstreamSession};
+pub use session::{Call, CloseOutcome, OnMessage, SessionInfo, SessionTask, UpstreamSession};
 
-use crate::catalog::{Connection, Discovery};
+use crate::catalog::{Connection, Discovery, Features};
 use crate::mcp;
 
 /// A JSON-RPC answer from an upstream: its `result`, or its `error` object, verbatim.
@@ -84,20 +86,26 @@ pub fn initialize_params() -> Box<RawValue> {
     }))
 }
 
-/// Connects, lists every tool (following `nextCursor`), and closes: what
-/// registration and refresh need, without touching the session registry.
+/// Connects, lists every tool, prompt, resource and resource template
+/// (following `nextCursor`), and closes: what registration and refresh need,
+/// without touching the session registry.
 pub async fn discover(
     connector: &Connector,
     connection: &Connection,
 ) -> Result<Discovery, UpstreamError> {
-    let (session, task) =
-        UpstreamSession::connect(connector, "(discovery)", connection, &initialize_params())
-            .await?;
-    let result = list_tools(&session).await;
+    let (session, task) = UpstreamSession::connect(
+        connector,
+        "(discovery)",
+        connection,
+        &discovery_params(),
+        None,
+    )
+    .await?;
+    let result = list_features(&session).await;
     let info = session.info().clone();
     drop(session);
     task.close(connector.close_timeout).await;
-    let tools = result?;
+    let features = result?;
     let init: Value = serde_json::from_str(info.init_result.get()).unwrap_or(Value::Null);
     Ok(Discovery {
         protocol_version: info.protocol_version.clone(),
@@ -106,40 +114,82 @@ pub async fn discover(
             .cloned()
             .unwrap_or_else(|| json!({})),
         server_info: init.get("serverInfo").cloned().unwrap_or_else(|| json!({})),
-        tools,
+        features,
     })
 }
 
-async fn list_tools(session: &UpstreamSession) -> Result<Vec<Value>, UpstreamError> {
+/// Discovery declares every client capability the gateway can relay, so
+/// servers that offer some tools only to capable clients list them all.
+fn discovery_params() -> Box<RawValue> {
+    crate::jsonrpc::to_raw(&json!({
+        "protocolVersion": mcp::LATEST_VERSION,
+        "capabilities": {"sampling": {}, "elicitation": {"form": {}, "url": {}}, "roots": {"listChanged": true}},
+        "clientInfo": {"name": "switchyard", "version": env!("CARGO_PKG_VERSION")},
+    }))
+}
+
+async fn list_features(session: &UpstreamSession) -> Result<Features, UpstreamError> {
+    let init: Value = serde_json::from_str(session.info().init_result.get()).unwrap_or(Value::Null);
+    let offers = |key: &str| {
+        init.pointer(&format!("/capabilities/{key}"))
+            .is_some_and(|v| !v.is_null())
+    };
+    let mut features = Features {
+        tools: list_all(session, "tools/list", "tools", "name").await?,
+        ..Features::default()
+    };
+    if offers("prompts") {
+        features.prompts = list_all(session, "prompts/list", "prompts", "name").await?;
+    }
+    if offers("resources") {
+        features.resources = list_all(session, "resources/list", "resources", "uri").await?;
+        features.templates = list_all(
+            session,
+            "resources/templates/list",
+            "resourceTemplates",
+            "uriTemplate",
+        )
+        .await?;
+    }
+    Ok(features)
+}
+
+/// Pages through a list method; items without their key field are dropped.
+async fn list_all(
+    session: &UpstreamSession,
+    method: &str,
+    field: &str,
+    key: &str,
+) -> Result<Vec<Value>, UpstreamError> {
     const MAX_PAGES: usize = 100;
-    let mut tools = Vec::new();
+    let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..MAX_PAGES {
         let params = cursor
             .as_ref()
             .map(|c| crate::jsonrpc::to_raw(&json!({ "cursor": c })));
-        let Reply(outcome) = session.request("tools/list", params).await?;
+        let Reply(outcome) = session.request(method, params).await?;
         let result = outcome.map_err(|e| UpstreamError::Initialize {
-            message: format!("tools/list failed: {}", e.get()),
+            message: format!("{method} failed: {}", e.get()),
         })?;
         let page: Value =
             serde_json::from_str(result.get()).map_err(|e| UpstreamError::Protocol {
-                reason: format!("tools/list result: {e}"),
+                reason: format!("{method} result: {e}"),
             })?;
-        if let Some(list) = page.get("tools").and_then(Value::as_array) {
-            tools.extend(
+        if let Some(list) = page.get(field).and_then(Value::as_array) {
+            out.extend(
                 list.iter()
-                    .filter(|t| t.get("name").and_then(Value::as_str).is_some())
+                    .filter(|t| t.get(key).and_then(Value::as_str).is_some())
                     .cloned(),
             );
         }
         match page.get("nextCursor").and_then(Value::as_str) {
             Some(c) if !c.is_empty() => cursor = Some(c.to_owned()),
-            _ => return Ok(tools),
+            _ => return Ok(out),
         }
     }
     Err(UpstreamError::Protocol {
-        reason: format!("tools/list did not end after {MAX_PAGES} pages"),
+        reason: format!("{method} did not end after {MAX_PAGES} pages"),
     })
 }
 
@@ -153,9 +203,17 @@ pub async fn call_once(
     params: Option<Box<RawValue>>,
     headers: reqwest::header::HeaderMap,
 ) -> Result<Reply, UpstreamError> {
-    let (session, task) =
-        UpstreamSession::connect(connector, "(per-call)", connection, &initialize_params()).await?;
-    let result = session.request_with_headers(method, params, headers).await;
+    let (session, task) = UpstreamSession::connect(
+        connector,
+        "(per-call)",
+        connection,
+        &initialize_params(),
+        None,
+    )
+    .await?;
+    let mut call = Call::new(method, params);
+    call.headers = headers;
+    let result = session.call(session.next_request_id(), call).await;
     drop(session);
     task.close(connector.close_timeout).await;
     result
@@ -163,8 +221,14 @@ pub async fn call_once(
 
 /// A health check: can a session be opened (initialize) and closed?
 pub async fn check(connector: &Connector, connection: &Connection) -> Result<(), UpstreamError> {
-    let (session, task) =
-        UpstreamSession::connect(connector, "(health)", connection, &initialize_params()).await?;
+    let (session, task) = UpstreamSession::connect(
+        connector,
+        "(health)",
+        connection,
+        &initialize_params(),
+        None,
+    )
+    .await?;
     drop(session);
     task.close(connector.close_timeout).await;
     Ok(())

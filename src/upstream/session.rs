@@ -7,6 +7,8 @@
 //! (transport failure, upstream 404) ends the task; the handle then reports
 //! closed and the registry builds a fresh session on the next call.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,8 +20,9 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::http::{self, Endpoint};
+use super::wire::Wire;
 use super::{Connector, Reply, UpstreamError};
-use crate::catalog::Connection;
+use crate::catalog::{Connection, Transport};
 use crate::jsonrpc::{self, Message};
 use crate::mcp;
 
@@ -33,13 +36,42 @@ pub struct SessionInfo {
     pub init_result: Box<RawValue>,
 }
 
+/// Receives what an upstream sends on its own (its GET stream): log lines,
+/// resource updates, list changes, requests to the client.
+pub type OnMessage = Arc<dyn Fn(Message) + Send + Sync>;
+
+/// One request to send on a session.
+pub struct Call {
+    pub method: String,
+    pub params: Option<Box<RawValue>>,
+    /// Added to this one POST only (e.g. `traceparent`), never to the session.
+    pub headers: HeaderMap,
+    /// Where messages the upstream interleaves before its answer go
+    /// (progress, logging, its own requests such as sampling); dropped when `None`.
+    pub interim: Option<mpsc::UnboundedSender<Message>>,
+}
+
+impl Call {
+    pub fn new(method: &str, params: Option<Box<RawValue>>) -> Call {
+        Call {
+            method: method.to_owned(),
+            params,
+            headers: HeaderMap::new(),
+            interim: None,
+        }
+    }
+}
+
 enum Command {
     Request {
-        method: String,
-        params: Option<Box<RawValue>>,
-        /// Added to this one POST only (e.g. `traceparent`), never to the session.
-        headers: HeaderMap,
+        id: u64,
+        call: Call,
         reply: oneshot::Sender<Result<Reply, UpstreamError>>,
+    },
+    /// A notification or a response of ours (to a request the upstream sent).
+    Post {
+        body: String,
+        reply: oneshot::Sender<Result<(), UpstreamError>>,
     },
 }
 
@@ -49,6 +81,13 @@ enum Command {
 pub struct UpstreamSession {
     commands: mpsc::Sender<Command>,
     info: Arc<SessionInfo>,
+    /// Request ids are chosen by the caller's handle so a caller can name its
+    /// request later (to cancel it) without asking the task.
+    next_id: Arc<AtomicU64>,
+    /// How long a caller waits for an answer.
+    timeout: Duration,
+    /// The `logging/setLevel` this session was last given, so it is sent once.
+    log_level: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// The owner task of a session; held by exactly one owner (the registry, or
@@ -73,6 +112,7 @@ impl UpstreamSession {
         gateway_id: &str,
         connection: &Connection,
         init_params: &RawValue,
+        on_message: Option<OnMessage>,
     ) -> Result<(UpstreamSession, SessionTask), UpstreamError> {
         // Names are checked by the client's resolver on every connection;
         // IP literals are never resolved, so they are checked here.
@@ -82,6 +122,10 @@ impl UpstreamSession {
             .map_err(|e| UpstreamError::Transport {
                 reason: format!("refused by the SSRF guard: {e}"),
             })?;
+        if connection.transport != Transport::StreamableHttp {
+            return connect_multiplexed(connector, gateway_id, connection, init_params, on_message)
+                .await;
+        }
         let base = Endpoint::new(connection.url.clone());
         let body = jsonrpc::request_body(0, "initialize", Some(init_params));
         let mut ignore = |m: Message| {
@@ -96,25 +140,7 @@ impl UpstreamSession {
             &mut ignore,
         )
         .await?;
-        let result = answer.reply.0.map_err(|e| UpstreamError::Initialize {
-            message: e.get().to_owned(),
-        })?;
-        let parsed: Value =
-            serde_json::from_str(result.get()).map_err(|e| UpstreamError::Protocol {
-                reason: format!("initialize result: {e}"),
-            })?;
-        let version = parsed
-            .get("protocolVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        if !mcp::UPSTREAM_VERSIONS.contains(&version.as_str()) {
-            return Err(UpstreamError::Initialize {
-                message: format!(
-                    "upstream chose protocol version {version:?}, which the gateway does not speak"
-                ),
-            });
-        }
+        let (result, version) = accept_initialize(answer.reply)?;
         let endpoint = base.with_session(answer.session_id.as_deref(), &version);
         let initialized = jsonrpc::notification_body("notifications/initialized", None);
         http::notify(
@@ -139,11 +165,17 @@ impl UpstreamSession {
             info: info.clone(),
             commands: rx,
             stop: stop.clone(),
-            next_id: 1,
+            on_message,
         };
         let join = tokio::spawn(owner.run());
         Ok((
-            UpstreamSession { commands: tx, info },
+            UpstreamSession {
+                commands: tx,
+                info,
+                next_id: Arc::new(AtomicU64::new(1)),
+                timeout: connector.request_timeout,
+                log_level: Arc::default(),
+            },
             SessionTask { stop, join },
         ))
     }
@@ -168,29 +200,49 @@ impl UpstreamSession {
         method: &str,
         params: Option<Box<RawValue>>,
     ) -> Result<Reply, UpstreamError> {
-        self.request_with_headers(method, params, HeaderMap::new())
+        self.call(self.next_request_id(), Call::new(method, params))
             .await
     }
 
-    /// Like [`request`](Self::request), with headers for this request alone.
-    pub async fn request_with_headers(
-        &self,
-        method: &str,
-        params: Option<Box<RawValue>>,
-        headers: HeaderMap,
-    ) -> Result<Reply, UpstreamError> {
+    /// The log level last sent on this session.
+    pub fn log_level(&self) -> Option<String> {
+        self.log_level
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Records the log level being sent on this session.
+    pub fn set_log_level(&self, level: &str) {
+        *self.log_level.lock().unwrap_or_else(|p| p.into_inner()) = Some(level.to_owned());
+    }
+
+    /// Reserves the id the next [`call`](Self::call) will be sent with.
+    pub fn next_request_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Sends `call` as request `id` and waits for the upstream's answer.
+    pub async fn call(&self, id: u64, call: Call) -> Result<Reply, UpstreamError> {
         let (reply, answer) = oneshot::channel();
-        let cmd = Command::Request {
-            method: method.to_owned(),
-            params,
-            headers,
-            reply,
-        };
         self.commands
-            .send(cmd)
+            .send(Command::Request { id, call, reply })
             .await
             .map_err(|_| UpstreamError::Closed)?;
         // A dropped sender means the task ended (failed, closed, aborted) mid-request.
+        match tokio::time::timeout(self.timeout, answer).await {
+            Ok(answer) => answer.map_err(|_| UpstreamError::Closed)?,
+            Err(_) => Err(UpstreamError::Timeout),
+        }
+    }
+
+    /// POSTs a notification, or a response to a request the upstream sent.
+    pub async fn post(&self, body: String) -> Result<(), UpstreamError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Post { body, reply })
+            .await
+            .map_err(|_| UpstreamError::Closed)?;
         answer.await.map_err(|_| UpstreamError::Closed)?
     }
 }
@@ -217,7 +269,7 @@ struct Owner {
     info: Arc<SessionInfo>,
     commands: mpsc::Receiver<Command>,
     stop: CancellationToken,
-    next_id: u64,
+    on_message: Option<OnMessage>,
 }
 
 enum Exit {
@@ -228,6 +280,15 @@ enum Exit {
 impl Owner {
     async fn run(mut self) {
         let mut inflight: JoinSet<Option<UpstreamError>> = JoinSet::new();
+        // The GET stream lives as long as this task; dropping the handle set aborts it.
+        let mut listener = JoinSet::new();
+        if let Some(on_message) = self.on_message.take() {
+            listener.spawn(listen_while_open(
+                self.connector.clone(),
+                self.endpoint.clone(),
+                on_message,
+            ));
+        }
         let exit = loop {
             tokio::select! {
                 biased;
@@ -238,18 +299,24 @@ impl Owner {
                     }
                 }
                 cmd = self.commands.recv() => match cmd {
-                    Some(Command::Request { method, params, headers, reply }) => {
-                        let id = self.next_id;
-                        self.next_id += 1;
+                    Some(Command::Request { id, call, reply }) => {
                         let mut endpoint = self.endpoint.clone();
-                        endpoint.headers.extend(headers);
-                        inflight.spawn(send_request(
-                            self.connector.clone(),
-                            endpoint,
-                            id,
-                            jsonrpc::request_body(id, &method, params.as_deref()),
-                            reply,
-                        ));
+                        endpoint.headers.extend(call.headers);
+                        let body = jsonrpc::request_body(id, &call.method, call.params.as_deref());
+                        inflight.spawn(send_request(self.connector.clone(), endpoint, id, body, call.interim, reply));
+                    }
+                    Some(Command::Post { body, reply }) => {
+                        let connector = self.connector.clone();
+                        let endpoint = self.endpoint.clone();
+                        inflight.spawn(async move {
+                            let result = http::notify(&connector.client, &endpoint, body, connector.request_timeout).await;
+                            let fatal = match &result {
+                                Err(e) if e.ends_session() => Some(e.clone()),
+                                _ => None,
+                            };
+                            let _ = reply.send(result);
+                            fatal
+                        });
                     }
                     // Every handle is gone: nobody can use the session again.
                     None => break Exit::Stopped,
@@ -278,17 +345,246 @@ impl Owner {
     }
 }
 
+/// Keeps the upstream's GET stream open, reconnecting with backoff, until
+/// the upstream says it has none. Runs under the owner task, which aborts it.
+async fn listen_while_open(connector: Connector, endpoint: Endpoint, on_message: OnMessage) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let started = std::time::Instant::now();
+        match http::listen(&connector.client, &endpoint, on_message.as_ref()).await {
+            http::Listened::Unavailable => return,
+            http::Listened::Ended => {}
+        }
+        // A stream that stayed up a while earns a fast reconnect.
+        if started.elapsed() > Duration::from_secs(10) {
+            backoff = Duration::from_millis(250);
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Checks an `initialize` answer: its result, and a protocol version we speak.
+fn accept_initialize(reply: Reply) -> Result<(Box<RawValue>, String), UpstreamError> {
+    let result = reply.0.map_err(|e| UpstreamError::Initialize {
+        message: e.get().to_owned(),
+    })?;
+    let parsed: Value =
+        serde_json::from_str(result.get()).map_err(|e| UpstreamError::Protocol {
+            reason: format!("initialize result: {e}"),
+        })?;
+    let version = parsed
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    if !mcp::UPSTREAM_VERSIONS.contains(&version.as_str()) {
+        return Err(UpstreamError::Initialize {
+            message: format!(
+                "upstream chose protocol version {version:?}, which the gateway does not speak"
+            ),
+        });
+    }
+    Ok((result, version))
+}
+
+/// Opens a stdio or legacy-SSE session: start the wire, run the handshake on
+/// it, then hand it to its owner task.
+async fn connect_multiplexed(
+    connector: &Connector,
+    gateway_id: &str,
+    connection: &Connection,
+    init_params: &RawValue,
+    on_message: Option<OnMessage>,
+) -> Result<(UpstreamSession, SessionTask), UpstreamError> {
+    let (mut wire, mut inbound, label) = Wire::open(connector, connection, gateway_id).await?;
+    let handshake = async {
+        wire.send(jsonrpc::request_body(0, "initialize", Some(init_params)))
+            .await?;
+        loop {
+            match inbound.recv().await {
+                Some(Message::Response(r)) if r.id.get() == "0" => return Ok(Reply(r.outcome)),
+                Some(other) => tracing::debug!(
+                    ?other,
+                    "upstream message before initialize completed; ignored"
+                ),
+                None => {
+                    return Err(UpstreamError::Transport {
+                        reason: "upstream closed before answering initialize".into(),
+                    })
+                }
+            }
+        }
+    };
+    let reply = match tokio::time::timeout(connector.connect_timeout, handshake).await {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(e)) => {
+            wire.close(Duration::ZERO).await;
+            return Err(e);
+        }
+        Err(_) => {
+            wire.close(Duration::ZERO).await;
+            return Err(UpstreamError::Timeout);
+        }
+    };
+    let (result, version) = match accept_initialize(reply) {
+        Ok(v) => v,
+        Err(e) => {
+            wire.close(Duration::ZERO).await;
+            return Err(e);
+        }
+    };
+    wire.send(jsonrpc::notification_body(
+        "notifications/initialized",
+        None,
+    ))
+    .await?;
+    let info = Arc::new(SessionInfo {
+        gateway_id: gateway_id.to_owned(),
+        upstream_session_id: label,
+        protocol_version: version,
+        init_result: result,
+    });
+    let (tx, rx) = mpsc::channel(64);
+    let stop = CancellationToken::new();
+    let join = tokio::spawn(run_multiplexed(
+        wire,
+        inbound,
+        rx,
+        stop.clone(),
+        on_message,
+        Arc::clone(&info),
+        connector.close_timeout,
+    ));
+    let session = UpstreamSession {
+        commands: tx,
+        info,
+        next_id: Arc::new(AtomicU64::new(1)),
+        timeout: connector.request_timeout,
+        log_level: Arc::default(),
+    };
+    Ok((session, SessionTask { stop, join }))
+}
+
+/// A request waiting for its answer on a multiplexed wire.
+struct Waiting {
+    reply: oneshot::Sender<Result<Reply, UpstreamError>>,
+    interim: Option<mpsc::UnboundedSender<Message>>,
+    /// `params._meta.progressToken`, as JSON text, to route progress to it.
+    progress_token: Option<String>,
+}
+
+/// The owner of a stdio or legacy-SSE session. Answers are matched to
+/// requests by id. Other messages belong to the request they name (a
+/// progress token) or, when exactly one request is waiting, to that one;
+/// otherwise they go to `on_message` like anything sent out of the blue.
+async fn run_multiplexed(
+    mut wire: Wire,
+    mut inbound: mpsc::Receiver<Message>,
+    mut commands: mpsc::Receiver<Command>,
+    stop: CancellationToken,
+    on_message: Option<OnMessage>,
+    info: Arc<SessionInfo>,
+    grace: Duration,
+) {
+    let mut waiting: HashMap<u64, Waiting> = HashMap::new();
+    let failure = loop {
+        // Callers that gave up (timeout, disconnect) no longer need a slot.
+        waiting.retain(|_, w| !w.reply.is_closed());
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => break None,
+            cmd = commands.recv() => match cmd {
+                None => break None,
+                Some(Command::Request { id, call, reply }) => {
+                    let progress_token = call
+                        .params
+                        .as_deref()
+                        .and_then(|p| serde_json::from_str::<Value>(p.get()).ok())
+                        .and_then(|p| p.pointer("/_meta/progressToken").map(Value::to_string));
+                    let body = jsonrpc::request_body(id, &call.method, call.params.as_deref());
+                    if let Err(e) = wire.send(body).await {
+                        let _ = reply.send(Err(e.clone()));
+                        break Some(e);
+                    }
+                    waiting.insert(id, Waiting { reply, interim: call.interim, progress_token });
+                }
+                Some(Command::Post { body, reply }) => {
+                    let sent = wire.send(body).await;
+                    let fatal = sent.as_ref().err().filter(|e| e.ends_session()).cloned();
+                    let _ = reply.send(sent);
+                    if let Some(e) = fatal {
+                        break Some(e);
+                    }
+                }
+            },
+            msg = inbound.recv() => match msg {
+                None => break Some(UpstreamError::Transport { reason: "upstream closed its stream".into() }),
+                Some(Message::Response(r)) => {
+                    let id = r.id.get().trim_matches('"').parse::<u64>().ok();
+                    match id.and_then(|id| waiting.remove(&id)) {
+                        Some(w) => {
+                            let _ = w.reply.send(Ok(Reply(r.outcome)));
+                        }
+                        None => tracing::debug!(gateway = %info.gateway_id, "answer to no waiting request ignored"),
+                    }
+                }
+                Some(other) => route_inbound(other, &waiting, on_message.as_ref()),
+            },
+        }
+    };
+    if let Some(e) = &failure {
+        tracing::info!(gateway = %info.gateway_id, error = %e, "upstream session failed; discarded");
+    }
+    // Waiting callers see `Closed` at once, not after the wire is down.
+    drop(waiting);
+    commands.close();
+    wire.close(grace).await;
+}
+
+fn route_inbound(m: Message, waiting: &HashMap<u64, Waiting>, on_message: Option<&OnMessage>) {
+    let token = match &m {
+        Message::Notification(n) if n.method == "notifications/progress" => n
+            .params
+            .as_deref()
+            .and_then(|p| serde_json::from_str::<Value>(p.get()).ok())
+            .and_then(|p| p.get("progressToken").map(Value::to_string)),
+        _ => None,
+    };
+    let owner = match token {
+        Some(t) => waiting
+            .values()
+            .find(|w| w.progress_token.as_deref() == Some(t.as_str())),
+        None if waiting.len() == 1 => waiting.values().next(),
+        None => None,
+    };
+    match (owner.and_then(|w| w.interim.as_ref()), on_message) {
+        (Some(sink), _) => {
+            let _ = sink.send(m);
+        }
+        (None, Some(deliver)) => deliver(m),
+        (None, None) => tracing::debug!(?m, "upstream message with nobody to relay it to"),
+    }
+}
+
 async fn send_request(
     connector: Connector,
     endpoint: Endpoint,
     id: u64,
     body: String,
+    interim: Option<mpsc::UnboundedSender<Message>>,
     reply: oneshot::Sender<Result<Reply, UpstreamError>>,
 ) -> Option<UpstreamError> {
-    // Server-to-client messages on this stream are relayed in a later stage;
-    // for now they are logged.
-    let mut on_other =
-        |m: Message| tracing::debug!(?m, "upstream message on a request stream (not relayed yet)");
+    let mut on_other = |m: Message| match &interim {
+        // A caller that went away drops its receiver; nothing else to do.
+        Some(sink) => {
+            let _ = sink.send(m);
+        }
+        None => tracing::debug!(
+            ?m,
+            "upstream message on a request stream with nobody to relay it to"
+        ),
+    };
     let result = http::request(
         &connector.client,
         &endpoint,

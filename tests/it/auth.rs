@@ -101,6 +101,12 @@ async fn requests_without_a_valid_token_get_401_with_a_bearer_challenge() {
         (Method::POST, "/servers/0123/mcp"),
         (Method::GET, "/mcp"),
         (Method::DELETE, "/mcp"),
+        (Method::GET, "/sse"),
+        (
+            Method::POST,
+            "/message?session_id=0123456789abcdef0123456789abcdef",
+        ),
+        (Method::GET, "/servers/0123/sse"),
         (Method::GET, "/tools"),
         (Method::GET, "/v1/tools"),
         (Method::GET, "/servers"),

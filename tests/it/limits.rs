@@ -164,7 +164,7 @@ async fn a_session_over_its_in_flight_limit_gets_429_and_carries_on() {
     assert_eq!(status, 429, "{body}");
     assert_eq!(headers["retry-after"], "1");
     let err: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(err["error"]["code"], -32003, "{err}");
+    assert_eq!(err["error"]["code"], -32004, "{err}");
     assert!(
         err["error"]["message"]
             .as_str()
@@ -179,7 +179,7 @@ async fn a_session_over_its_in_flight_limit_gets_429_and_carries_on() {
     // The hung calls end in a JSON-RPC timeout error, not a hang.
     for h in hung {
         let (_, body) = h.await.unwrap();
-        assert_eq!(body["error"]["code"], -32002, "{body}");
+        assert_eq!(body["error"]["code"], -32003, "{body}");
     }
     up.set_hang(false);
     assert_eq!(
@@ -246,7 +246,7 @@ async fn a_principal_over_its_in_flight_limit_gets_429_others_do_not() {
 
     for h in hung {
         let (_, body) = h.await.unwrap();
-        assert_eq!(body["error"]["code"], -32002, "{body}");
+        assert_eq!(body["error"]["code"], -32003, "{body}");
     }
     up.set_hang(false);
     assert_eq!(

@@ -135,3 +135,47 @@ async fn binding_holds_on_virtual_server_endpoints_and_revoking_a_token_ends_its
         "and its upstream session closed"
     );
 }
+
+#[tokio::test]
+async fn legacy_sse_streams_belong_to_the_principal_that_opened_them() {
+    let up = counter("counter").await;
+    let gw = TestGateway::start().await;
+    gw.register("counter", &up.url()).await;
+    let alice = authorized_client(&gw.mint("alice", false).await);
+    let bob = authorized_client(&gw.mint("bob", false).await);
+    let mut stream = alice
+        .get(gw.url("/sse"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let chunk = stream.chunk().await.unwrap().expect("endpoint event");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let path = text
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .expect("endpoint data")
+        .to_owned();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let theirs = bob.post(gw.url(&path)).json(&init).send().await.unwrap();
+    assert_eq!(theirs.status(), 404, "bob cannot post to alice's stream");
+    let unknown = bob
+        .post(gw.url("/message?session_id=0123456789abcdef0123456789abcdef"))
+        .json(&init)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(theirs.text().await.unwrap(), unknown.text().await.unwrap());
+    let mine = alice.post(gw.url(&path)).json(&init).send().await.unwrap();
+    assert_eq!(mine.status(), 202);
+    assert_eq!(
+        gw.app.sessions.len(),
+        1,
+        "only alice's initialize opened a session"
+    );
+}

@@ -5,7 +5,7 @@
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use switchyard::catalog::{GatewaySpec, Transport};
+use switchyard::catalog::{Connection, GatewaySpec, Transport};
 use switchyard::config::Settings;
 
 use crate::support::{counter, TestGateway};
@@ -20,6 +20,17 @@ async fn send(gw: &TestGateway, method: Method, path: &str, body: Value) -> (u16
         .unwrap();
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn http_connection(url: &str) -> Connection {
+    Connection::build(
+        Some(url),
+        Transport::StreamableHttp,
+        None,
+        vec![],
+        Default::default(),
+    )
+    .unwrap()
 }
 
 fn strict() -> Settings {
@@ -135,8 +146,7 @@ async fn connections_are_guarded_too_not_only_registrations() {
         ("literal", up.url()),
         ("by-name", format!("http://localhost:{port}/mcp")),
     ] {
-        let spec =
-            GatewaySpec::new(name.into(), url, Transport::StreamableHttp, None, vec![]).unwrap();
+        let spec = GatewaySpec::new(name.into(), http_connection(&url), None, vec![]).unwrap();
         let g = gw
             .app
             .catalog

@@ -87,7 +87,7 @@ async fn a_hanging_upstream_times_out_with_an_error_not_a_hang() {
     c.counter("counter-increment", json!({})).await;
     up.set_hang(true);
     let err = c.call("counter-get", json!({})).await;
-    assert_eq!(err["error"]["code"], -32002, "{err}");
+    assert_eq!(err["error"]["code"], -32003, "{err}");
     up.set_hang(false);
     assert_eq!(
         c.counter("counter-get", json!({})).await,

@@ -6,6 +6,7 @@
 pub mod gateway;
 pub mod mcp_client;
 pub mod peers;
+pub mod processes;
 
 pub use gateway::TestGateway;
 pub use mcp_client::McpClient;

@@ -61,3 +61,20 @@ pub async fn run_python(script: &str, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(stdout.trim())
         .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {stdout}\n{stderr}"))
 }
+
+/// The Node 22 binary and the path of a script inside `target/peers/node/node_modules`.
+pub fn node(script: &str) -> (PathBuf, PathBuf) {
+    if let Err(e) = ensure_installed() {
+        panic!("interop peers unavailable: {e}");
+    }
+    let modules = repo_root().join("target/peers/node/node_modules");
+    let node = modules.join("node/bin/node");
+    let script = modules.join(script);
+    assert!(
+        node.exists() && script.exists(),
+        "{} or {} missing after install",
+        node.display(),
+        script.display()
+    );
+    (node, script)
+}

@@ -1,0 +1,186 @@
+//! Messages upstreams send on their own — on their GET streams, outside any
+//! request — reach the right client's GET stream, translated; list changes
+//! refresh the catalog and are announced by the gateway itself.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use switchyard_fixtures::conformance::ConformanceServer;
+
+use crate::support::TestGateway;
+
+/// Reads SSE `data:` messages from a GET stream until `want` matches one.
+async fn wait_for(stream: &mut reqwest::Response, want: impl Fn(&Value) -> bool) -> Value {
+    let mut buf = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .expect("message within 10 s")
+            .expect("stream readable")
+            .expect("stream still open");
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            let data: String = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .collect();
+            if let Ok(v) = serde_json::from_str::<Value>(&data) {
+                if want(&v) {
+                    return v;
+                }
+            }
+        }
+    }
+}
+
+async fn open_stream(gw: &TestGateway, sid: &str) -> reqwest::Response {
+    let resp = gw
+        .http
+        .get(gw.url("/mcp"))
+        .header("mcp-session-id", sid)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_updates_reach_only_the_subscribed_client_with_gateway_uris() {
+    let upstream = ConformanceServer::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let gw = TestGateway::start().await;
+    gw.register("conf", &upstream.url()).await;
+    let mut a = gw.connect("/mcp").await;
+    let mut b = gw.connect("/mcp").await;
+    let uri = "switchyard://conf/test://watched-resource";
+    let listed = a.request("resources/list", json!({})).await;
+    assert!(
+        listed.body["result"]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["uri"] == uri),
+        "{}",
+        listed.body
+    );
+    let sub = a.request("resources/subscribe", json!({"uri": uri})).await;
+    assert_eq!(sub.status, 200, "{}", sub.body);
+    assert!(sub.body.get("error").is_none(), "{}", sub.body);
+    // B uses the same gateway but did not subscribe.
+    b.request(
+        "resources/read",
+        json!({"uri": "switchyard://conf/test://static-text"}),
+    )
+    .await;
+
+    let mut a_stream = open_stream(&gw, a.session.as_deref().unwrap()).await;
+    let second = gw
+        .http
+        .get(gw.url("/mcp"))
+        .header("mcp-session-id", a.session.as_deref().unwrap())
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.status(), 409, "one GET stream per session");
+    let mut b_stream = open_stream(&gw, b.session.as_deref().unwrap()).await;
+    // Give the upstream GET streams a moment to open before the update.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    upstream.touch_watched_resource();
+    let note = wait_for(&mut a_stream, |v| {
+        v["method"] == "notifications/resources/updated"
+    })
+    .await;
+    assert_eq!(
+        note["params"]["uri"], uri,
+        "the client sees the gateway's URI"
+    );
+    let nothing = tokio::time::timeout(Duration::from_millis(500), b_stream.chunk()).await;
+    match nothing {
+        Err(_) => {}
+        Ok(Ok(Some(chunk))) => {
+            let text = String::from_utf8_lossy(&chunk);
+            assert!(
+                !text.contains("resources/updated"),
+                "an unsubscribed session got the update: {text}"
+            );
+        }
+        Ok(other) => panic!("B's stream ended: {other:?}"),
+    }
+
+    let read = a.request("resources/read", json!({"uri": uri})).await;
+    assert_eq!(
+        read.body["result"]["contents"][0]["uri"], uri,
+        "{}",
+        read.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_changes_refresh_the_catalog_and_are_announced_to_clients() {
+    let upstream = ConformanceServer::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let gw = TestGateway::start().await;
+    gw.register("conf", &upstream.url()).await;
+    let mut a = gw.connect("/mcp").await;
+    a.request(
+        "tools/call",
+        json!({"name": "conf-test_simple_text", "arguments": {}}),
+    )
+    .await;
+    let mut stream = open_stream(&gw, a.session.as_deref().unwrap()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(upstream.notify_all("notifications/tools/list_changed") >= 1);
+    let note = wait_for(&mut stream, |v| {
+        v["method"] == "notifications/tools/list_changed"
+    })
+    .await;
+    assert!(note.get("id").is_none());
+    let gws: Value = gw
+        .http
+        .get(gw.url("/gateways"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(gws[0]["name"], "conf");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_level_opens_no_sessions_and_reaches_sessions_opened_later() {
+    let upstream = ConformanceServer::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let gw = TestGateway::start().await;
+    gw.register("conf", &upstream.url()).await;
+    let before = upstream.live_sessions();
+    let mut a = gw.connect("/mcp").await;
+    let set = a
+        .request("logging/setLevel", json!({"level": "debug"}))
+        .await;
+    assert_eq!(set.body["result"], json!({}), "{}", set.body);
+    assert_eq!(
+        upstream.live_sessions(),
+        before,
+        "a log level alone opens no upstream session"
+    );
+    // The first call opens the session; the level goes first, so the tool's
+    // debug lines come through on the call's stream.
+    let (status, _, text) = a
+        .post_raw(json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "conf-test_tool_with_logging", "arguments": {}}}).to_string())
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("notifications/message"),
+        "log lines relayed: {text}"
+    );
+    assert_eq!(upstream.live_sessions(), before + 1);
+}
