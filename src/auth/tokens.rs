@@ -232,14 +232,20 @@ impl TokenStore {
         let rows = sqlx::query("SELECT * FROM api_tokens ORDER BY created_at, id")
             .fetch_all(&self.pool)
             .await?;
+        let seen_ms: std::collections::HashMap<String, i64> = self
+            .cache
+            .iter()
+            .map(|e| {
+                let c = e.value();
+                (c.info.id.clone(), c.last_used_ms.load(Ordering::Relaxed))
+            })
+            .collect();
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let mut info = info_from_row(row)?;
-            let seen = self
-                .cache
-                .iter()
-                .find(|e| e.value().info.id == info.id)
-                .map(|e| e.value().last_used_ms.load(Ordering::Relaxed))
+            let seen = seen_ms
+                .get(&info.id)
+                .copied()
                 .filter(|ms| *ms > 0)
                 .and_then(DateTime::<Utc>::from_timestamp_millis);
             if seen > info.last_used {
