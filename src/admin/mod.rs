@@ -6,6 +6,7 @@
 
 mod error;
 mod gateways;
+mod items;
 mod servers;
 mod sessions;
 mod tools;
@@ -26,6 +27,7 @@ pub fn routes() -> Router<Arc<App>> {
     let api = Router::new()
         .merge(gateways::routes())
         .merge(tools::routes())
+        .merge(items::routes())
         .merge(servers::routes())
         .merge(sessions::routes());
     Router::new()
