@@ -386,3 +386,69 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Arbitrary JSON, a few levels deep.
+    fn json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            any::<i64>().prop_map(|n| serde_json::json!(n)),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| serde_json::json!(f)),
+            ".{0,12}".prop_map(serde_json::Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
+                prop::collection::hash_map("(jsonrpc|id|method|params|result|error|[a-z]{1,4})", inner, 0..6)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Any bytes at all: an answer, never a panic.
+        #[test]
+        fn parse_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse(&bytes);
+        }
+
+        /// Any JSON: whatever the parser accepts is well formed, and the error
+        /// code of what it rejects is one of the two JSON-RPC envelope codes.
+        #[test]
+        fn parse_classifies_consistently(v in json()) {
+            let text = v.to_string();
+            match parse_one(text.as_bytes()) {
+                Ok(Message::Request(r)) => {
+                    prop_assert!(valid_id(&r.id));
+                    prop_assert_eq!(v["jsonrpc"].as_str(), Some("2.0"));
+                    prop_assert_eq!(v["method"].as_str(), Some(r.method.as_str()));
+                }
+                Ok(Message::Notification(n)) => {
+                    prop_assert!(v.get("id").is_none());
+                    prop_assert_eq!(v["method"].as_str(), Some(n.method.as_str()));
+                }
+                Ok(Message::Response(r)) => {
+                    prop_assert!(valid_id(&r.id));
+                    prop_assert!(v.get("method").is_none());
+                }
+                Err(e) => prop_assert!(matches!(e.code(), code::PARSE_ERROR | code::INVALID_REQUEST)),
+            }
+        }
+
+        /// Error bodies are valid JSON whatever the message says.
+        #[test]
+        fn error_bodies_are_json(message in ".{0,64}", code in any::<i64>()) {
+            let body = error_body(None, code, &message, None);
+            let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(v["error"]["message"].as_str(), Some(message.as_str()));
+        }
+    }
+}

@@ -532,10 +532,7 @@ fn deliver_to_outbox(session: &DownstreamSession, gateway_id: &str) -> OnMessage
     let session_id = session.id.clone();
     let gateway_id = gateway_id.to_owned();
     Arc::new(move |message| {
-        let item = Outgoing::Upstream {
-            gateway_id: gateway_id.clone(),
-            message,
-        };
+        let item = Outgoing::Upstream(Box::new((gateway_id.clone(), message)));
         if outbox.try_send(item).is_err() {
             tracing::warn!(session = %session_id, "client message dropped: outbox full (no GET stream reading it?)");
         }

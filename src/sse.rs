@@ -159,3 +159,47 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Arbitrary bytes in arbitrary chunks: no panic, and the buffer stays bounded.
+        #[test]
+        fn decoder_survives_anything(chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..16)) {
+            let mut d = Decoder::new(1024);
+            for c in &chunks {
+                if d.feed(c).is_err() {
+                    break;
+                }
+                prop_assert!(d.buf.len() + d.data.len() <= 1024);
+            }
+        }
+
+        /// However a stream of our events is cut, the same messages come out.
+        #[test]
+        fn chunking_does_not_change_events(
+            messages in prop::collection::vec("[ -~]{0,40}", 1..6),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+        ) {
+            let text: String = messages.iter().map(|m| message_event(m, None)).collect();
+            let bytes = text.as_bytes();
+            let mut points: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+            points.sort_unstable();
+            let mut d = Decoder::new(1 << 20);
+            let mut got = Vec::new();
+            let mut start = 0;
+            for p in points.into_iter().chain(std::iter::once(bytes.len())) {
+                got.extend(d.feed(&bytes[start..p]).map_err(|e| TestCaseError::fail(e.to_string()))?);
+                start = p;
+            }
+            let datas: Vec<String> = got.into_iter().map(|e| e.data).collect();
+            prop_assert_eq!(datas, messages);
+        }
+    }
+}

@@ -6,6 +6,7 @@
 
 mod error;
 mod gateways;
+mod items;
 mod servers;
 mod sessions;
 mod tokens;
@@ -26,14 +27,15 @@ use crate::auth::{protect, Access, Flavor};
 
 /// Every route with its access (see README, "Security"): reads for any
 /// principal, writes and the admin window for admins; `/tools` (including
-/// `invoke`, a tool call like `tools/call` on `/mcp`) for any principal.
-/// Only `/health` is open.
+/// `invoke`, a tool call like `tools/call` on `/mcp`), `/prompts` and
+/// `/resources` for any principal. Only `/health` is open.
 pub fn routes(app: &Arc<App>) -> Router<Arc<App>> {
     let catalog = Router::new()
         .merge(gateways::routes())
         .merge(servers::routes());
     let callers = Router::new()
         .merge(tools::routes())
+        .merge(items::routes())
         .route("/version", get(version));
     let admin = Router::new()
         .merge(sessions::routes())

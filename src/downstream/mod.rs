@@ -739,10 +739,8 @@ impl GetStream {
             };
             let body = match item {
                 session::Outgoing::Ready(body) => Some(body),
-                session::Outgoing::Upstream {
-                    gateway_id,
-                    message,
-                } => {
+                session::Outgoing::Upstream(item) => {
+                    let (gateway_id, message) = *item;
                     crate::router::unsolicited(&self.app, &self.session, &gateway_id, message).await
                 }
             };

@@ -67,11 +67,10 @@ pub struct DownstreamSession {
 
 /// Something to tell the client on its GET stream.
 pub enum Outgoing {
-    /// A message an upstream sent on its own; translated when delivered.
-    Upstream {
-        gateway_id: String,
-        message: Message,
-    },
+    /// A message an upstream sent on its own (gateway id, message);
+    /// translated when delivered. Boxed: the channel allocates slots of this
+    /// size for every session.
+    Upstream(Box<(String, Message)>),
     /// A message of the gateway's own, ready to send (e.g. `list_changed`).
     Ready(String),
 }

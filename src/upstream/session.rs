@@ -65,7 +65,8 @@ impl Call {
 enum Command {
     Request {
         id: u64,
-        call: Call,
+        /// Boxed: channels allocate slots of the largest variant, per session.
+        call: Box<Call>,
         reply: oneshot::Sender<Result<Reply, UpstreamError>>,
     },
     /// A notification or a response of ours (to a request the upstream sent).
@@ -88,6 +89,17 @@ pub struct UpstreamSession {
     timeout: Duration,
     /// The `logging/setLevel` this session was last given, so it is sent once.
     log_level: Arc<std::sync::Mutex<Option<String>>>,
+    /// Streamable HTTP: each request is its own POST, so callers send it
+    /// from their own task instead of through the owner (two channel hops
+    /// and a spawn less per call). The owner keeps the session's life: its
+    /// GET stream and its DELETE. A caller that sees the session fail has
+    /// the registry discard it.
+    direct: Option<Arc<Direct>>,
+}
+
+struct Direct {
+    connector: Connector,
+    endpoint: Endpoint,
 }
 
 /// The owner task of a session; held by exactly one owner (the registry, or
@@ -159,6 +171,7 @@ impl UpstreamSession {
         });
         let (tx, rx) = mpsc::channel(64);
         let stop = CancellationToken::new();
+        let direct = Arc::new(Direct { connector: connector.clone(), endpoint: endpoint.clone() });
         let owner = Owner {
             connector: connector.clone(),
             endpoint,
@@ -175,6 +188,7 @@ impl UpstreamSession {
                 next_id: Arc::new(AtomicU64::new(1)),
                 timeout: connector.request_timeout,
                 log_level: Arc::default(),
+                direct: Some(direct),
             },
             SessionTask { stop, join },
         ))
@@ -224,9 +238,12 @@ impl UpstreamSession {
 
     /// Sends `call` as request `id` and waits for the upstream's answer.
     pub async fn call(&self, id: u64, call: Call) -> Result<Reply, UpstreamError> {
+        if let Some(direct) = &self.direct {
+            return self.call_direct(direct, id, call).await;
+        }
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::Request { id, call, reply })
+            .send(Command::Request { id, call: Box::new(call), reply })
             .await
             .map_err(|_| UpstreamError::Closed)?;
         // A dropped sender means the task ended (failed, closed, aborted) mid-request.
@@ -236,8 +253,43 @@ impl UpstreamSession {
         }
     }
 
+    async fn call_direct(&self, direct: &Direct, id: u64, call: Call) -> Result<Reply, UpstreamError> {
+        if !self.is_open() {
+            return Err(UpstreamError::Closed);
+        }
+        let Call { method, params, headers, interim } = call;
+        // Per-request headers (trace context) need their own copy of the endpoint.
+        let extended;
+        let endpoint = if headers.is_empty() {
+            &direct.endpoint
+        } else {
+            let mut e = direct.endpoint.clone();
+            e.headers.extend(headers);
+            extended = e;
+            &extended
+        };
+        let body = jsonrpc::request_body(id, &method, params.as_deref());
+        let mut on_other = |m: Message| match &interim {
+            Some(sink) => {
+                let _ = sink.send(m);
+            }
+            None => tracing::debug!(?m, "upstream message on a request stream with nobody to relay it to"),
+        };
+        let connector = &direct.connector;
+        http::request(&connector.client, endpoint, id, body, connector.request_timeout, &mut on_other)
+            .await
+            .map(|a| a.reply)
+    }
+
     /// POSTs a notification, or a response to a request the upstream sent.
     pub async fn post(&self, body: String) -> Result<(), UpstreamError> {
+        if let Some(direct) = &self.direct {
+            if !self.is_open() {
+                return Err(UpstreamError::Closed);
+            }
+            let connector = &direct.connector;
+            return http::notify(&connector.client, &direct.endpoint, body, connector.request_timeout).await;
+        }
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command::Post { body, reply })
@@ -300,6 +352,7 @@ impl Owner {
                 }
                 cmd = self.commands.recv() => match cmd {
                     Some(Command::Request { id, call, reply }) => {
+                        let call = *call;
                         let mut endpoint = self.endpoint.clone();
                         endpoint.headers.extend(call.headers);
                         let body = jsonrpc::request_body(id, &call.method, call.params.as_deref());
@@ -462,6 +515,7 @@ async fn connect_multiplexed(
         next_id: Arc::new(AtomicU64::new(1)),
         timeout: connector.request_timeout,
         log_level: Arc::default(),
+        direct: None,
     };
     Ok((session, SessionTask { stop, join }))
 }
@@ -497,6 +551,7 @@ async fn run_multiplexed(
             cmd = commands.recv() => match cmd {
                 None => break None,
                 Some(Command::Request { id, call, reply }) => {
+                    let call = *call;
                     let progress_token = call
                         .params
                         .as_deref()

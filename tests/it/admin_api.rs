@@ -275,3 +275,88 @@ async fn virtual_server_crud_accepts_both_body_shapes() {
     let (status, _) = send(&gw, reqwest::Method::GET, &format!("/servers/{id}"), None).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn prompts_and_resources_are_listed_like_tools_and_can_join_virtual_servers() {
+    let upstream =
+        switchyard_fixtures::conformance::ConformanceServer::start("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+    let gw = TestGateway::start().await;
+    let g = gw.register("conf", &upstream.url()).await;
+    let (status, prompts) = send(&gw, reqwest::Method::GET, "/prompts", None).await;
+    assert_eq!(status, 200);
+    let simple = prompts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["originalName"] == "test_simple_prompt")
+        .expect("listed");
+    assert_eq!(simple["name"], "conf-test_simple_prompt");
+    assert_eq!(simple["gatewayId"], g["id"]);
+    let (_, resources) = send(&gw, reqwest::Method::GET, "/resources", None).await;
+    let text = resources
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["originalUri"] == "test://static-text")
+        .expect("listed");
+    assert_eq!(text["uri"], "switchyard://conf/test://static-text");
+    assert!(resources
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["isTemplate"] == true));
+    let (status, one) = send(
+        &gw,
+        reqwest::Method::GET,
+        &format!("/prompts/{}", simple["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!((status, &one["id"]), (200, &simple["id"]));
+    let (status, _) = send(
+        &gw,
+        reqwest::Method::GET,
+        &format!("/resources/{}", simple["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "a prompt id is not a resource id");
+
+    // A virtual server with one prompt and one resource exposes just those.
+    let (status, server) = send(
+        &gw,
+        reqwest::Method::POST,
+        "/servers",
+        Some(json!({"name": "pr", "associated_prompts": [simple["id"]], "associated_resources": [text["id"]]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{server}");
+    assert_eq!(server["associatedPrompts"], json!([simple["id"]]));
+    let mut c = gw
+        .connect(&format!("/servers/{}/mcp", server["id"].as_str().unwrap()))
+        .await;
+    let listed = c.request("prompts/list", json!({})).await;
+    assert_eq!(
+        listed.body["result"]["prompts"].as_array().unwrap().len(),
+        1,
+        "{}",
+        listed.body
+    );
+    let read = c
+        .request(
+            "resources/read",
+            json!({"uri": "switchyard://conf/test://static-text"}),
+        )
+        .await;
+    assert!(
+        read.body["result"]["contents"][0]["text"].is_string(),
+        "{}",
+        read.body
+    );
+    assert_eq!(
+        c.request("tools/list", json!({})).await.body["result"]["tools"],
+        json!([])
+    );
+}

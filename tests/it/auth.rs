@@ -110,6 +110,8 @@ async fn requests_without_a_valid_token_get_401_with_a_bearer_challenge() {
         (Method::GET, "/tools"),
         (Method::GET, "/v1/tools"),
         (Method::GET, "/servers"),
+        (Method::GET, "/prompts"),
+        (Method::GET, "/resources"),
         (Method::GET, "/version"),
         (Method::GET, "/metrics"),
         (Method::GET, "/admin/sessions"),

@@ -84,3 +84,59 @@ async fn bad_params_get_invalid_params_without_touching_the_upstream() {
         "a second initialize opens a new session rather than failing"
     );
 }
+
+/// Random bodies and headers against a live session: always a 2xx/4xx with
+/// a parseable body, never a 5xx, and the session and its upstream state
+/// survive every one. (Property testing stands in for cargo-fuzz, which
+/// needs a nightly toolchain.)
+#[test]
+fn random_requests_never_break_the_gateway() {
+    use proptest::prelude::*;
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (up, gw, sid) = rt.block_on(async {
+        let up = counter("counter").await;
+        let gw = TestGateway::start().await;
+        gw.register("counter", &up.url()).await;
+        let mut c = gw.connect("/mcp").await;
+        c.counter("counter-increment", json!({"by": 3})).await;
+        (up, gw, c.session.clone().unwrap())
+    });
+    // The harness's client carries its token: the bodies must reach the parser.
+    let http = gw.http.clone();
+    let body = prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..200),
+        "[ -~]{0,120}".prop_map(String::into_bytes),
+        (
+            prop::sample::select(vec!["ping", "tools/list", "tools/call", "prompts/get", "resources/read", "initialize", "x/y", ""]),
+            prop::sample::select(vec![json!(1), json!("s"), json!(null), json!(1.5), json!([]), json!({})]),
+            prop::sample::select(vec![json!({}), json!([]), json!(7), json!({"name": "counter-get"}), json!({"uri": "switchyard://nope/x"}), json!({"name": {"a": 1}})]),
+        )
+            .prop_map(|(m, id, p)| json!({"jsonrpc": "2.0", "id": id, "method": m, "params": p}).to_string().into_bytes()),
+    ];
+    let header = prop::sample::select(vec![None, Some("application/json"), Some("text/plain"), Some("application/json; charset=utf-8")]);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases: 200, ..ProptestConfig::default() });
+    runner
+        .run(&(body, header), |(body, content_type)| {
+            let (status, text) = rt.block_on(async {
+                let mut req = http.post(gw.url("/mcp")).header("mcp-session-id", &sid).body(body);
+                if let Some(ct) = content_type {
+                    req = req.header("content-type", ct);
+                }
+                let resp = req.send().await.unwrap();
+                (resp.status().as_u16(), resp.text().await.unwrap())
+            });
+            prop_assert!(status < 500, "{status}: {text}");
+            if !text.is_empty() && status != 202 {
+                prop_assert!(serde_json::from_str::<Value>(&text).is_ok() || text.starts_with("event:") || text.contains("data:"), "unparseable body: {text}");
+            }
+            Ok(())
+        })
+        .unwrap();
+    rt.block_on(async {
+        let mut c = gw.client("/mcp");
+        c.session = Some(sid);
+        assert_eq!(c.counter("counter-get", json!({})).await, 3, "the session and its upstream state survived");
+        assert_eq!(up.stats().live_sessions, 1);
+    });
+}
