@@ -171,7 +171,10 @@ impl UpstreamSession {
         });
         let (tx, rx) = mpsc::channel(64);
         let stop = CancellationToken::new();
-        let direct = Arc::new(Direct { connector: connector.clone(), endpoint: endpoint.clone() });
+        let direct = Arc::new(Direct {
+            connector: connector.clone(),
+            endpoint: endpoint.clone(),
+        });
         let owner = Owner {
             connector: connector.clone(),
             endpoint,
@@ -243,7 +246,11 @@ impl UpstreamSession {
         }
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::Request { id, call: Box::new(call), reply })
+            .send(Command::Request {
+                id,
+                call: Box::new(call),
+                reply,
+            })
             .await
             .map_err(|_| UpstreamError::Closed)?;
         // A dropped sender means the task ended (failed, closed, aborted) mid-request.
@@ -253,11 +260,21 @@ impl UpstreamSession {
         }
     }
 
-    async fn call_direct(&self, direct: &Direct, id: u64, call: Call) -> Result<Reply, UpstreamError> {
+    async fn call_direct(
+        &self,
+        direct: &Direct,
+        id: u64,
+        call: Call,
+    ) -> Result<Reply, UpstreamError> {
         if !self.is_open() {
             return Err(UpstreamError::Closed);
         }
-        let Call { method, params, headers, interim } = call;
+        let Call {
+            method,
+            params,
+            headers,
+            interim,
+        } = call;
         // Per-request headers (trace context) need their own copy of the endpoint.
         let extended;
         let endpoint = if headers.is_empty() {
@@ -273,12 +290,22 @@ impl UpstreamSession {
             Some(sink) => {
                 let _ = sink.send(m);
             }
-            None => tracing::debug!(?m, "upstream message on a request stream with nobody to relay it to"),
+            None => tracing::debug!(
+                ?m,
+                "upstream message on a request stream with nobody to relay it to"
+            ),
         };
         let connector = &direct.connector;
-        http::request(&connector.client, endpoint, id, body, connector.request_timeout, &mut on_other)
-            .await
-            .map(|a| a.reply)
+        http::request(
+            &connector.client,
+            endpoint,
+            id,
+            body,
+            connector.request_timeout,
+            &mut on_other,
+        )
+        .await
+        .map(|a| a.reply)
     }
 
     /// POSTs a notification, or a response to a request the upstream sent.
@@ -288,7 +315,13 @@ impl UpstreamSession {
                 return Err(UpstreamError::Closed);
             }
             let connector = &direct.connector;
-            return http::notify(&connector.client, &direct.endpoint, body, connector.request_timeout).await;
+            return http::notify(
+                &connector.client,
+                &direct.endpoint,
+                body,
+                connector.request_timeout,
+            )
+            .await;
         }
         let (reply, answer) = oneshot::channel();
         self.commands

@@ -108,18 +108,56 @@ fn random_requests_never_break_the_gateway() {
         prop::collection::vec(any::<u8>(), 0..200),
         "[ -~]{0,120}".prop_map(String::into_bytes),
         (
-            prop::sample::select(vec!["ping", "tools/list", "tools/call", "prompts/get", "resources/read", "initialize", "x/y", ""]),
-            prop::sample::select(vec![json!(1), json!("s"), json!(null), json!(1.5), json!([]), json!({})]),
-            prop::sample::select(vec![json!({}), json!([]), json!(7), json!({"name": "counter-get"}), json!({"uri": "switchyard://nope/x"}), json!({"name": {"a": 1}})]),
+            prop::sample::select(vec![
+                "ping",
+                "tools/list",
+                "tools/call",
+                "prompts/get",
+                "resources/read",
+                "initialize",
+                "x/y",
+                ""
+            ]),
+            prop::sample::select(vec![
+                json!(1),
+                json!("s"),
+                json!(null),
+                json!(1.5),
+                json!([]),
+                json!({})
+            ]),
+            prop::sample::select(vec![
+                json!({}),
+                json!([]),
+                json!(7),
+                json!({"name": "counter-get"}),
+                json!({"uri": "switchyard://nope/x"}),
+                json!({"name": {"a": 1}})
+            ]),
         )
-            .prop_map(|(m, id, p)| json!({"jsonrpc": "2.0", "id": id, "method": m, "params": p}).to_string().into_bytes()),
+            .prop_map(|(m, id, p)| {
+                json!({"jsonrpc": "2.0", "id": id, "method": m, "params": p})
+                    .to_string()
+                    .into_bytes()
+            }),
     ];
-    let header = prop::sample::select(vec![None, Some("application/json"), Some("text/plain"), Some("application/json; charset=utf-8")]);
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases: 200, ..ProptestConfig::default() });
+    let header = prop::sample::select(vec![
+        None,
+        Some("application/json"),
+        Some("text/plain"),
+        Some("application/json; charset=utf-8"),
+    ]);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 200,
+        ..ProptestConfig::default()
+    });
     runner
         .run(&(body, header), |(body, content_type)| {
             let (status, text) = rt.block_on(async {
-                let mut req = http.post(gw.url("/mcp")).header("mcp-session-id", &sid).body(body);
+                let mut req = http
+                    .post(gw.url("/mcp"))
+                    .header("mcp-session-id", &sid)
+                    .body(body);
                 if let Some(ct) = content_type {
                     req = req.header("content-type", ct);
                 }
@@ -128,7 +166,12 @@ fn random_requests_never_break_the_gateway() {
             });
             prop_assert!(status < 500, "{status}: {text}");
             if !text.is_empty() && status != 202 {
-                prop_assert!(serde_json::from_str::<Value>(&text).is_ok() || text.starts_with("event:") || text.contains("data:"), "unparseable body: {text}");
+                prop_assert!(
+                    serde_json::from_str::<Value>(&text).is_ok()
+                        || text.starts_with("event:")
+                        || text.contains("data:"),
+                    "unparseable body: {text}"
+                );
             }
             Ok(())
         })
@@ -136,7 +179,11 @@ fn random_requests_never_break_the_gateway() {
     rt.block_on(async {
         let mut c = gw.client("/mcp");
         c.session = Some(sid);
-        assert_eq!(c.counter("counter-get", json!({})).await, 3, "the session and its upstream state survived");
+        assert_eq!(
+            c.counter("counter-get", json!({})).await,
+            3,
+            "the session and its upstream state survived"
+        );
         assert_eq!(up.stats().live_sessions, 1);
     });
 }
