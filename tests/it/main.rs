@@ -7,6 +7,7 @@ mod support;
 mod admin_api;
 mod auth;
 mod bad_input;
+mod bench_smoke;
 mod binary;
 mod conformance;
 mod endpoints;

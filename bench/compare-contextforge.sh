@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# bench/compare-contextforge.sh — Switchyard against ContextForge 1.1.0 (the
+# reference system), side by side in one run, with the same load tool and
+# the same upstream. Optional and slow: not part of bench/run.sh or CI.
+#
+# Installs mcp-contextforge-gateway==1.1.0 into target/contextforge/venv
+# (Python >= 3.12; the pyenv 3.12.1 of these machines, or CF_PYTHON), sets it
+# up as shared/peers/README.md describes (init_secrets, stateful sessions,
+# rate limiting off, loopback upstreams allowed, an admin JWT), starts it,
+# the counter fixture and Switchyard on loopback, registers the fixture in
+# both as gateway "bench" (STREAMABLEHTTP), then interleaves the scenarios
+# over rounds against direct / switchyard / contextforge and prints medians
+# and ratios (the "switchyard vs contextforge" rows), plus RSS of both
+# gateways idle and with CF_MEM_LEVELS held sessions.
+#
+# Knobs (environment):
+#   CF_ROUNDS=2  CF_DURATION=10  CF_WARMUP=2  CF_COLD=3
+#   CF_SCENARIOS="seq s64"        seq = 1 session sequential, s64 = 64 x 64
+#   CF_MEM_LEVELS="100"           held sessions for the memory samples
+#   CF_PYTHON=/path/to/python3.12 interpreter for the venv
+#   CF_START_TIMEOUT=240          seconds ContextForge may take to come up
+#   BENCH_NO_BUILD=1              use the binaries already in target/release
+set -euo pipefail
+
+ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+
+ROUNDS=${CF_ROUNDS:-2}
+DURATION=${CF_DURATION:-10}
+WARMUP=${CF_WARMUP:-2}
+COLD=${CF_COLD:-3}
+SCENARIOS=${CF_SCENARIOS:-"seq s64"}
+MEM_LEVELS=${CF_MEM_LEVELS:-"100"}
+START_TIMEOUT=${CF_START_TIMEOUT:-240}
+CF_VERSION=1.1.0
+ARGS='{"text":"hello"}'
+# ContextForge can be slow under load; give each call time rather than count timeouts.
+LOAD_TIMEOUT=60
+
+STAMP=$(date +%Y%m%d-%H%M%S)
+OUT="$ROOT/bench/out/contextforge-$STAMP"
+mkdir -p "$OUT"
+RESULTS="$OUT/results.jsonl"
+: > "$RESULTS"
+TMP=$(mktemp -d)
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- ContextForge install (idempotent) ---
+VENV="$ROOT/target/contextforge/venv"
+if ! "$VENV/bin/python" -c "import importlib.metadata as m; assert m.version('mcp-contextforge-gateway') == '$CF_VERSION'" 2>/dev/null; then
+  PY=${CF_PYTHON:-}
+  if [[ -z "$PY" ]] && command -v pyenv > /dev/null && [[ -x "$(pyenv root)/versions/3.12.1/bin/python3" ]]; then
+    PY="$(pyenv root)/versions/3.12.1/bin/python3"
+  fi
+  PY=${PY:-$(command -v python3.12 || true)}
+  if [[ -z "$PY" ]]; then
+    log "no Python 3.12 found: set CF_PYTHON"; exit 1
+  fi
+  log "installing mcp-contextforge-gateway==$CF_VERSION into $VENV (takes a few minutes)"
+  rm -rf "$VENV"
+  "$PY" -m venv "$VENV"
+  "$VENV/bin/pip" install -q "mcp-contextforge-gateway==$CF_VERSION"
+fi
+
+if [[ "${BENCH_NO_BUILD:-0}" != 1 ]]; then
+  log "building release binaries"
+  cargo build --release -p switchyard -p switchyard-fixtures -p switchyard-bench
+fi
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+raise_fd_limit
+
+{
+  machine_description
+  echo "command: bench/compare-contextforge.sh (rounds $ROUNDS, ${DURATION} s runs, scenarios $SCENARIOS)"
+  echo "contextforge: mcp-contextforge-gateway $CF_VERSION, $("$VENV/bin/python" --version), mcpgateway CLI defaults (it forks 4 child processes; RSS and CPU include them)"
+} > "$OUT/machine.txt"
+cat "$OUT/machine.txt"
+echo
+
+start_fixture "$OUT"
+start_switchyard "$OUT"
+
+# --- ContextForge on a free loopback port, its state in a scratch folder ---
+CF_DIR="$TMP/contextforge"
+mkdir -p "$CF_DIR"
+CF_PORT=$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+(cd "$CF_DIR" && "$VENV/bin/python" -m mcpgateway.scripts.init_secrets --output .env --force > /dev/null)
+log "starting ContextForge on 127.0.0.1:$CF_PORT"
+(
+  cd "$CF_DIR"
+  export USE_STATEFUL_SESSIONS=true RATE_LIMITING_ENABLED=false SSRF_ALLOW_LOCALHOST=true \
+    DATABASE_URL="sqlite:///$CF_DIR/contextforge.db" CACHE_TYPE=memory \
+    MCPGATEWAY_UI_ENABLED=false MCPGATEWAY_ADMIN_API_ENABLED=true LOG_LEVEL=WARNING
+  exec "$VENV/bin/mcpgateway" --host 127.0.0.1 --port "$CF_PORT"
+) > "$OUT/contextforge.log" 2>&1 &
+CF_PID=$!; PIDS+=("$CF_PID")
+CF_BASE="http://127.0.0.1:$CF_PORT"
+for ((i = 0; ; i++)); do
+  if curl -fsS "$CF_BASE/health" > /dev/null 2>&1; then break; fi
+  if ((i >= START_TIMEOUT)) || ! kill -0 "$CF_PID" 2>/dev/null; then
+    log "ContextForge did not come up; see $OUT/contextforge.log"; exit 1
+  fi
+  sleep 1
+done
+log "ContextForge up after ~${i} s"
+TOKEN=$(cd "$CF_DIR" && "$VENV/bin/python" -m mcpgateway.utils.create_jwt_token \
+  --username admin@example.com 2> /dev/null | tail -1)
+AUTH="Authorization: Bearer $TOKEN"
+curl -fsS -X POST "$CF_BASE/gateways" -H "$AUTH" -H 'content-type: application/json' \
+  -d "{\"name\":\"bench\",\"url\":\"$FX_URL\",\"transport\":\"STREAMABLEHTTP\"}" \
+  > "$OUT/register-contextforge.json"
+CF_URL="$CF_BASE/mcp"
+log "fixture $FX_URL  switchyard $SY_URL  contextforge $CF_URL"
+sleep 2
+
+# target NAME: sets URL, TOOL and EXTRA (flags) for direct | switchyard | contextforge.
+target() {
+  case $1 in
+    direct) URL=$FX_URL; TOOL=echo; EXTRA=(--watch "upstream=$FX_PID") ;;
+    switchyard) URL=$SY_URL; TOOL=bench-echo; EXTRA=(--watch "proxy=$SY_PID" --watch "upstream=$FX_PID") ;;
+    contextforge) URL=$CF_URL; TOOL=bench-echo
+      EXTRA=(--header "$AUTH" --watch "proxy=$CF_PID" --watch "upstream=$FX_PID") ;;
+  esac
+}
+
+for t in switchyard contextforge; do
+  if [[ $t == switchyard ]]; then pid=$SY_PID; else pid=$CF_PID; fi
+  idle_sample "$RESULTS" "$t idle (gateway registered)" "$pid"
+  for n in $MEM_LEVELS; do
+    target "$t"
+    hold_and_sample "$RESULTS" "$t, $n sessions held" "$pid" "$FX_BASE" 600 \
+      --url "$URL" --tool "$TOOL" --args "$ARGS" "${EXTRA[@]}" --sessions "$n" --concurrency 16
+  done
+done
+
+declare -A SCENARIO=(
+  [seq]="--sessions 1 --concurrency 1"
+  [s64]="--sessions 64 --concurrency 64"
+  [s1000]="--sessions 1000 --concurrency 64"
+)
+TARGETS=(direct switchyard contextforge)
+for ((round = 1; round <= ROUNDS; round++)); do
+  for sc in $SCENARIOS; do
+    for ((i = 0; i < ${#TARGETS[@]}; i++)); do
+      t=${TARGETS[$(((i + round - 1) % ${#TARGETS[@]}))]}
+      target "$t"
+      # shellcheck disable=SC2086 # SCENARIO values are flag lists
+      load "$RESULTS" "round $round/$ROUNDS $sc $t" --url "$URL" --tool "$TOOL" \
+        --args "$ARGS" "${EXTRA[@]}" ${SCENARIO[$sc]} --prime --duration "$DURATION" \
+        --warmup "$WARMUP" --cold-start "$COLD" --delete \
+        --tag "scenario=$sc" --tag "target=$t" --tag "round=$round"
+    done
+  done
+done
+
+echo
+"$BIN/bench-summary" --no-targets "$RESULTS" | tee "$OUT/summary.txt"
+echo
+echo "results: $OUT"

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# bench/run.sh — Switchyard's benchmark, one command from a fresh clone.
+#
+# Builds release binaries and starts, on loopback: the counter fixture (the
+# upstream), Switchyard (temp SQLite) with the fixture registered as gateway
+# "bench", and bench-relay (the bare-relay floor). Then, in one run:
+#   1. memory: Switchyard's RSS idle, then holding 1,000 and 10,000 downstream
+#      sessions that each hold a live upstream session (fresh process first,
+#      so earlier load does not inflate it);
+#   2. the same workload (tools/call echo {"text":"hello"}) direct to the
+#      fixture, through the relay and through Switchyard, interleaved over
+#      rounds: 1 session sequential, 64 sessions x 64 concurrent, 1,000
+#      sessions round-robin at concurrency 64; medians and ratios;
+#   3. the scaling curve: per-call latency with 100 / 1,000 / 10,000 open
+#      sessions, calls round-robin over them.
+# Each run also records the CPU time every process used per call, which on
+# a shared 2-core machine says more than throughput alone.
+#
+# Output: stdout, and bench/out/<timestamp>/ (summary.txt, results.jsonl,
+# machine.txt, process logs); bench/out/latest points at the newest.
+#
+# Knobs (environment):
+#   BENCH_QUICK=1          short run (~1 min): 1 round, 1 s runs, up to 1,000 sessions
+#   BENCH_ROUNDS=3         interleaved rounds of the side-by-side scenarios
+#   BENCH_DURATION=5       seconds per measured run
+#   BENCH_WARMUP=1         seconds of unrecorded calls before each run
+#   BENCH_COLD=5           fresh sessions per run for the cold-start figure
+#   BENCH_SCALE_LEVELS="100 1000 10000"   open sessions for the scaling curve
+#   BENCH_SCALE_CALLS=3000 measured calls per scaling level
+#   BENCH_MEM_LEVELS="1000 10000"         held sessions for the memory samples
+#   BENCH_HOLD_TIMEOUT=300 seconds a holding load tool may live at most
+#   BENCH_NO_BUILD=1       use the binaries already in target/release
+set -euo pipefail
+
+ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+
+if [[ "${BENCH_QUICK:-0}" == 1 ]]; then
+  ROUNDS=${BENCH_ROUNDS:-1}; DURATION=${BENCH_DURATION:-1}; WARMUP=${BENCH_WARMUP:-0.5}
+  SCALE_LEVELS=${BENCH_SCALE_LEVELS:-"100 1000"}; SCALE_CALLS=${BENCH_SCALE_CALLS:-1000}
+  MEM_LEVELS=${BENCH_MEM_LEVELS:-"1000"}
+else
+  ROUNDS=${BENCH_ROUNDS:-3}; DURATION=${BENCH_DURATION:-5}; WARMUP=${BENCH_WARMUP:-1}
+  SCALE_LEVELS=${BENCH_SCALE_LEVELS:-"100 1000 10000"}; SCALE_CALLS=${BENCH_SCALE_CALLS:-3000}
+  MEM_LEVELS=${BENCH_MEM_LEVELS:-"1000 10000"}
+fi
+COLD=${BENCH_COLD:-5}
+HOLD_TIMEOUT=${BENCH_HOLD_TIMEOUT:-300}
+ARGS='{"text":"hello"}'
+
+STAMP=$(date +%Y%m%d-%H%M%S)
+OUT="$ROOT/bench/out/$STAMP"
+mkdir -p "$OUT"
+ln -sfn "$STAMP" "$ROOT/bench/out/latest"
+RESULTS="$OUT/results.jsonl"
+: > "$RESULTS"
+TMP=$(mktemp -d)
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [[ "${BENCH_NO_BUILD:-0}" != 1 ]]; then
+  log "building release binaries"
+  cargo build --release -p switchyard -p switchyard-fixtures -p switchyard-bench
+fi
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+raise_fd_limit
+
+{
+  machine_description
+  echo "command: ${BENCH_QUICK:+BENCH_QUICK=$BENCH_QUICK }bench/run.sh (rounds $ROUNDS, ${DURATION} s runs, ${WARMUP} s warm-up)"
+} > "$OUT/machine.txt"
+cat "$OUT/machine.txt"
+echo
+
+log "starting the fixture, Switchyard and bench-relay on 127.0.0.1"
+start_fixture "$OUT"
+start_switchyard "$OUT"
+"$BIN/bench-relay" --listen 127.0.0.1:0 --upstream "$FX_URL" --strip-prefix bench- \
+  > "$OUT/relay.log" 2>&1 &
+RL_PID=$!; PIDS+=("$RL_PID")
+RL_URL=$(first_match "$OUT/relay.log" 'http://127\.0\.0\.1:[0-9]+/mcp' 10 "$RL_PID")
+log "fixture $FX_URL  switchyard $SY_URL  relay $RL_URL"
+sleep 1
+
+# 1. Memory first, on the fresh gateway: allocator high-water marks left by
+# the throughput runs would otherwise be counted against the held sessions.
+idle_sample "$RESULTS" "idle (started, gateway registered)" "$SY_PID"
+for n in $MEM_LEVELS; do
+  hold_and_sample "$RESULTS" "$n sessions held (each primed by one call)" "$SY_PID" \
+    "$FX_BASE" "$HOLD_TIMEOUT" --url "$SY_URL" --tool bench-echo --args "$ARGS" \
+    --sessions "$n" --concurrency 64
+  sleep 1
+  idle_sample "$RESULTS" "idle again ($n held sessions deleted)" "$SY_PID"
+done
+
+# target NAME: sets URL, TOOL and WATCH for one of direct | relay | switchyard.
+target() {
+  case $1 in
+    direct) URL=$FX_URL; TOOL=echo; WATCH=(--watch "upstream=$FX_PID") ;;
+    relay) URL=$RL_URL; TOOL=bench-echo; WATCH=(--watch "proxy=$RL_PID" --watch "upstream=$FX_PID") ;;
+    switchyard) URL=$SY_URL; TOOL=bench-echo; WATCH=(--watch "proxy=$SY_PID" --watch "upstream=$FX_PID") ;;
+  esac
+}
+
+# 2. Side by side. Every run primes its sessions first, so measured calls
+# are steady-state calls; first calls are what the cold-start figure measures.
+declare -A SCENARIO=(
+  [seq]="--sessions 1 --concurrency 1"
+  [s64]="--sessions 64 --concurrency 64"
+  [s1000]="--sessions 1000 --concurrency 64"
+)
+TARGETS=(direct relay switchyard)
+for ((round = 1; round <= ROUNDS; round++)); do
+  for sc in seq s64 s1000; do
+    # Rotate the order each round so no target always runs first or last.
+    for ((i = 0; i < ${#TARGETS[@]}; i++)); do
+      t=${TARGETS[$(((i + round - 1) % ${#TARGETS[@]}))]}
+      target "$t"
+      # shellcheck disable=SC2086 # SCENARIO values are flag lists
+      load "$RESULTS" "round $round/$ROUNDS $sc $t" --url "$URL" --tool "$TOOL" \
+        --args "$ARGS" "${WATCH[@]}" ${SCENARIO[$sc]} --prime --duration "$DURATION" \
+        --warmup "$WARMUP" --cold-start "$COLD" --delete \
+        --tag "scenario=$sc" --tag "target=$t" --tag "round=$round"
+    done
+  done
+done
+
+# 3. Scaling: one call at a time, round-robin over N open sessions.
+for n in $SCALE_LEVELS; do
+  for t in direct switchyard; do
+    target "$t"
+    load "$RESULTS" "scaling $n open $t" --url "$URL" --tool "$TOOL" --args "$ARGS" \
+      "${WATCH[@]}" --sessions "$n" --open-concurrency 64 --concurrency 1 --prime \
+      --calls "$SCALE_CALLS" --warmup 0 --cold-start 0 --delete \
+      --tag scenario=scaling --tag "open=$n" --tag "target=$t"
+  done
+done
+idle_sample "$RESULTS" "idle after all runs" "$SY_PID"
+
+echo
+"$BIN/bench-summary" "$RESULTS" | tee "$OUT/summary.txt"
+echo
+echo "results: $OUT"

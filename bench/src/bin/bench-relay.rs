@@ -1,0 +1,149 @@
+//! `bench-relay`: the floor for gateway benchmarks. A bare relay that does the
+//! least a federating MCP gateway must do per call — parse the JSON body,
+//! rename the tool, forward over a pooled keep-alive client, pass the session
+//! header through — and nothing else: no session table, no validation, no
+//! logging. What Switchyard costs above this is its own overhead.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use clap::Parser;
+use serde_json::Value;
+
+const SESSION_HEADER: &str = "mcp-session-id";
+
+/// Bare MCP relay: POST /mcp → upstream, stripping a prefix from tools/call names.
+/// Prints its URL as the first stdout line.
+#[derive(Parser)]
+#[command(name = "bench-relay")]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Upstream Streamable HTTP endpoint.
+    #[arg(long)]
+    upstream: reqwest::Url,
+    /// Prefix removed from params.name of tools/call (e.g. "bench-").
+    #[arg(long, default_value = "")]
+    strip_prefix: String,
+}
+
+struct Relay {
+    client: reqwest::Client,
+    upstream: reqwest::Url,
+    prefix: String,
+}
+
+async fn post_mcp(State(r): State<Arc<Relay>>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut msg: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    if msg["method"] == "tools/call" {
+        if let Some(Value::String(name)) = msg.pointer_mut("/params/name") {
+            if let Some(rest) = name.strip_prefix(r.prefix.as_str()) {
+                *name = rest.to_owned();
+            }
+        }
+    }
+    let mut req = r
+        .client
+        .post(r.upstream.clone())
+        .header(CONTENT_TYPE, "application/json")
+        .header(ACCEPT, "application/json, text/event-stream")
+        .body(msg.to_string());
+    if let Some(sid) = headers.get(SESSION_HEADER) {
+        req = req.header(SESSION_HEADER, sid.clone());
+    }
+    relay_answer(req).await
+}
+
+/// Lets the load tool end sessions through the relay, so all targets see the same workload.
+async fn delete_mcp(State(r): State<Arc<Relay>>, headers: HeaderMap) -> Response {
+    let mut req = r.client.delete(r.upstream.clone());
+    if let Some(sid) = headers.get(SESSION_HEADER) {
+        req = req.header(SESSION_HEADER, sid.clone());
+    }
+    relay_answer(req).await
+}
+
+async fn relay_answer(req: reqwest::RequestBuilder) -> Response {
+    let resp = match req.send().await {
+        Ok(r) => r,
+        Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    };
+    let mut out = HeaderMap::new();
+    for name in [CONTENT_TYPE.as_str(), SESSION_HEADER] {
+        if let Some(v) = resp.headers().get(name) {
+            out.insert(name, v.clone());
+        }
+    }
+    let status = resp.status();
+    match resp.bytes().await {
+        Ok(body) => (status, out, body).into_response(),
+        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(1024)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .build();
+    let (client, listener) = match (client, tokio::net::TcpListener::bind(args.listen).await) {
+        (Ok(c), Ok(l)) => (c, l),
+        (Err(e), _) => return fail(&format!("cannot build the HTTP client: {e}")),
+        (_, Err(e)) => return fail(&format!("cannot listen on {}: {e}", args.listen)),
+    };
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => return fail(&format!("no local address: {e}")),
+    };
+    let relay = Arc::new(Relay {
+        client,
+        upstream: args.upstream,
+        prefix: args.strip_prefix,
+    });
+    let app = Router::new()
+        .route("/mcp", post(post_mcp).delete(delete_mcp))
+        .with_state(relay);
+    println!("http://{addr}/mcp");
+    let stop = async {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+    };
+    match axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+    {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => fail(&format!("server failed: {e}")),
+    }
+}
+
+fn fail(msg: &str) -> std::process::ExitCode {
+    eprintln!("bench-relay: {msg}");
+    std::process::ExitCode::FAILURE
+}
