@@ -489,14 +489,14 @@ fn checks(c: &Collected<'_>, figs: &Ordered<Ordered<Figures>>) -> Vec<Check> {
         "throughput, 64 concurrent, ≥ 40 % of direct",
         pair("s64", "switchyard", "direct").map(|(g, d)| {
             let v = g.rps / d.rps;
-            (format!("{:.0} %", v * 100.0), v >= 0.40)
+            (format!("{:.1} %", v * 100.0), v >= 0.40)
         }),
     );
     check(
         "throughput, 64 concurrent, ≥ 80 % of the bare relay",
         pair("s64", "switchyard", "relay").map(|(g, r)| {
             let v = g.rps / r.rps;
-            (format!("{:.0} %", v * 100.0), v >= 0.80)
+            (format!("{:.1} %", v * 100.0), v >= 0.80)
         }),
     );
     let held = c
