@@ -414,6 +414,8 @@ async fn forward(
                     RegistryError::SessionEnded => RouteError::SessionEnded,
                     RegistryError::Connect(source) => upstream_error(source),
                 })?;
+            // A level the client set before this upstream session existed.
+            apply_log_level(app, session, &upstream).await;
             let hop = Hop {
                 app,
                 session,

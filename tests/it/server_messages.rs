@@ -184,3 +184,26 @@ async fn set_level_opens_no_sessions_and_reaches_sessions_opened_later() {
     );
     assert_eq!(upstream.live_sessions(), before + 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_level_set_before_the_upstream_session_exists_is_applied_to_it() {
+    let upstream = ConformanceServer::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let gw = TestGateway::start().await;
+    gw.register("conf", &upstream.url()).await;
+    let mut a = gw.connect("/mcp").await;
+    // The tool logs at info; with the level at error the upstream sends nothing.
+    let set = a
+        .request("logging/setLevel", json!({"level": "error"}))
+        .await;
+    assert_eq!(set.body["result"], json!({}), "{}", set.body);
+    let (status, _, text) = a
+        .post_raw(json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "conf-test_tool_with_logging", "arguments": {}}}).to_string())
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        !text.contains("notifications/message"),
+        "the level never reached the new upstream session: {text}"
+    );
+}
