@@ -219,15 +219,7 @@ async fn changing_a_list_applies_on_the_next_call_without_closing_sessions() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 422);
-    let all: Value = gw
-        .http
-        .get(gw.url("/gateways"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all: Value = gw.get_json("/gateways").await;
     assert_eq!(all.as_array().unwrap().len(), 1);
     assert_eq!(c.counter("counter-get", json!({})).await, 4);
     assert_eq!(up.stats().initializes, inits);

@@ -339,15 +339,7 @@ async fn admin_sessions_shows_the_registry_and_ends_a_session_by_force() {
         c.counter("counter-increment", json!({})).await;
     }
     let sid = c.session.clone().unwrap();
-    let view: Value = gw
-        .http
-        .get(gw.url("/admin/sessions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view: Value = gw.get_json("/admin/sessions").await;
     let entry = &view["upstreamSessions"][0];
     assert_eq!(entry["downstream_session_id"], sid);
     assert_eq!(entry["gateway_id"], g["id"]);

@@ -25,15 +25,7 @@ fn deep_ping(inner: usize) -> String {
 }
 
 async fn gateway_count(gw: &TestGateway) -> usize {
-    let all: Value = gw
-        .http
-        .get(gw.url("/gateways"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all: Value = gw.get_json("/gateways").await;
     all.as_array().unwrap().len()
 }
 

@@ -142,15 +142,7 @@ async fn list_changes_refresh_the_catalog_and_are_announced_to_clients() {
     })
     .await;
     assert!(note.get("id").is_none());
-    let gws: Value = gw
-        .http
-        .get(gw.url("/gateways"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let gws: Value = gw.get_json("/gateways").await;
     assert_eq!(gws[0]["name"], "conf");
 }
 

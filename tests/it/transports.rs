@@ -75,15 +75,7 @@ async fn stdio_upstreams_get_one_child_per_session_killed_with_it() {
     assert_eq!(a.counter("local-get", json!({})).await, 3);
     assert_eq!(b.counter("local-get", json!({})).await, 10);
 
-    let view: Value = gw
-        .http
-        .get(gw.url("/admin/sessions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view: Value = gw.get_json("/admin/sessions").await;
     let pids: Vec<u32> = view["upstreamSessions"]
         .as_array()
         .unwrap()
@@ -237,15 +229,7 @@ async fn legacy_sse_upstreams_work_through_the_gateway() {
         "{}",
         prompts.body
     );
-    let view: Value = gw
-        .http
-        .get(gw.url("/admin/sessions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view: Value = gw.get_json("/admin/sessions").await;
     let entries = view["upstreamSessions"].as_array().unwrap();
     assert_eq!(
         entries.len(),

@@ -83,6 +83,12 @@ impl TestGateway {
         McpClient::connect_as(self.url(path), &self.token).await
     }
 
+    /// GETs `path` with the test's credentials and parses the JSON answer.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let resp = self.http.get(self.url(path)).send().await.expect("GET");
+        resp.json().await.expect("JSON answer")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
