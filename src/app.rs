@@ -120,6 +120,17 @@ impl App {
             .take()
     }
 
+    /// Whether any allow-list (the global default, or a gateway's) could let
+    /// a downstream header reach an upstream.
+    pub fn may_pass_headers(&self) -> bool {
+        !self.settings.security.passthrough_headers.is_empty()
+            || self.catalog.snapshot().gateways().iter().any(|g| {
+                g.passthrough_headers
+                    .as_ref()
+                    .is_some_and(|h| !h.is_empty())
+            })
+    }
+
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
             .merge(crate::downstream::routes(self))

@@ -128,11 +128,17 @@ pub struct RequestContext {
 
 impl RequestContext {
     /// Trace context and headers from the request; no relay (set it when
-    /// the client can take interim messages).
-    pub fn from_headers(headers: &HeaderMap) -> Self {
+    /// the client can take interim messages). The headers are kept only
+    /// when some allow-list could let one through: by default none can,
+    /// and copying every request's headers would be wasted work per call.
+    pub fn from_headers(app: &App, headers: &HeaderMap) -> Self {
         Self {
             trace: TraceContext::from_headers(headers),
-            downstream_headers: headers.clone(),
+            downstream_headers: if app.may_pass_headers() {
+                headers.clone()
+            } else {
+                HeaderMap::new()
+            },
             relay: None,
         }
     }

@@ -66,7 +66,7 @@ async fn invoke(
     let mut params = serde_json::Map::new();
     params.insert("name".into(), Value::String(tool.original_name.clone()));
     params.insert("arguments".into(), args);
-    let ctx = RequestContext::from_headers(&headers);
+    let ctx = RequestContext::from_headers(&app, &headers);
     let headers = router::upstream_headers(&app, &tool.gateway, &ctx, Some(&mut params));
     let Reply(outcome) = upstream::call_once(
         app.registry.connector(),

@@ -293,7 +293,7 @@ fn answer_on_stream(
     headers: &HeaderMap,
     slots: (Permit, Permit),
 ) {
-    let mut ctx = RequestContext::from_headers(headers);
+    let mut ctx = RequestContext::from_headers(app, headers);
     ctx.relay = Some(stream.to_client.clone());
     let to_client = stream.to_client.clone();
     let app = Arc::clone(app);

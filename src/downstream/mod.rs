@@ -387,7 +387,7 @@ async fn handle_post(
     match message {
         Message::Request(req) => {
             let (sink, interim) = mpsc::unbounded_channel();
-            let mut ctx = crate::router::RequestContext::from_headers(headers);
+            let mut ctx = crate::router::RequestContext::from_headers(app, headers);
             // Interim messages need an event stream; a JSON-only client gets none.
             ctx.relay = accepts_sse(headers).then_some(sink);
             let app = Arc::clone(app);
@@ -539,7 +539,7 @@ async fn handle_batch(
     let answers = items.into_iter().map(|item| {
         let session = Arc::clone(&session);
         // No interim relay inside a batch: its answer is one JSON array.
-        let ctx = crate::router::RequestContext::from_headers(headers);
+        let ctx = crate::router::RequestContext::from_headers(app, headers);
         let app = Arc::clone(app);
         async move {
             match jsonrpc::parse_one(item.get().as_bytes()) {

@@ -51,7 +51,7 @@ pub async fn post(
         );
         return json(StatusCode::OK, body);
     }
-    let ctx = RequestContext::from_headers(&headers);
+    let ctx = RequestContext::from_headers(&app, &headers);
     json(
         StatusCode::OK,
         router::handle_sessionless(&app, req, &ctx).await,
