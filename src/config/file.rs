@@ -38,6 +38,9 @@ pub struct FileConfig {
     pub max_inflight_per_session: Option<usize>,
     pub max_inflight_per_principal: Option<usize>,
     pub allow_private_upstreams: Option<bool>,
+    /// The key itself is deliberately not accepted here: config files get
+    /// copied around; use SWITCHYARD_SECRET_KEY or the key file.
+    pub secret_key_file: Option<PathBuf>,
     #[serde(default)]
     pub gateways: Vec<FileGateway>,
 }
