@@ -46,8 +46,9 @@ pub struct FileConfig {
 }
 
 /// A gateway declared in the file; same fields as `POST /gateways`.
+/// (`deny_unknown_fields` does not work with `flatten`; `unknown` collects
+/// what no field took, and any key there is refused.)
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct FileGateway {
     pub name: String,
     pub url: Option<String>,
@@ -61,4 +62,10 @@ pub struct FileGateway {
     pub env: std::collections::BTreeMap<String, String>,
     /// Downstream headers forwarded to this gateway; absent means the global default.
     pub passthrough_headers: Option<Vec<String>>,
+    /// Upstream credentials and TLS, as in the API. The file then holds
+    /// secrets in plain text: keep it owner-readable, or register through the API.
+    #[serde(flatten)]
+    pub credentials: crate::catalog::credentials::CredentialFields,
+    #[serde(flatten)]
+    pub unknown: std::collections::BTreeMap<String, toml::Value>,
 }

@@ -579,6 +579,9 @@ impl FileConfig {
 
 impl FileGateway {
     fn into_spec(self) -> Result<GatewaySpec, (String, String)> {
+        if let Some(key) = self.unknown.keys().next() {
+            return Err((key.clone(), "unknown field".to_owned()));
+        }
         let transport = match self.transport.as_deref() {
             None => Transport::StreamableHttp,
             Some(t) => Transport::parse(t)
@@ -591,6 +594,12 @@ impl FileGateway {
             self.args,
             self.env,
         )
+        .and_then(|c| {
+            let mut fields = self.credentials;
+            let tls = fields.resolve_tls(&Default::default())?.unwrap_or_default();
+            let auth = fields.resolve_auth(&Default::default())?.unwrap_or_default();
+            c.with_credentials(auth, tls)
+        })
         .map_err(|e| (e.field.to_owned(), e.reason))?;
         let mut spec = GatewaySpec::new(
             self.name,
@@ -736,5 +745,32 @@ mod tests {
         let s = Settings::merge(&ServeArgs::default(), file).unwrap();
         assert_eq!(s.security.passthrough_headers, ["x-tenant"]);
         assert_eq!(s.gateways[0].passthrough_headers, Some(vec![]));
+    }
+
+    #[test]
+    fn declared_gateways_take_the_apis_credential_fields_and_refuse_typos() {
+        let file: FileConfig = toml::from_str(
+            "[[gateways]]\nname = \"x\"\nurl = \"http://h/mcp\"\nauth_typ = \"bearer\"",
+        )
+        .unwrap();
+        let err = Settings::merge(&ServeArgs::default(), file)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("gateways[0].auth_typ"), "{err}");
+        let file: FileConfig = toml::from_str(
+            "[[gateways]]\nname = \"x\"\nurl = \"http://h/mcp\"\nauth_type = \"oauth\"\n\
+             [gateways.oauth_config]\ntoken_url = \"https://idp/token\"\nclient_id = \"c\"\nclient_secret = \"s\"",
+        )
+        .unwrap();
+        let s = Settings::merge(&ServeArgs::default(), file).unwrap();
+        assert_eq!(s.gateways[0].connection.auth.kind(), Some("oauth"));
+        let file: FileConfig = toml::from_str(
+            "[[gateways]]\nname = \"x\"\nurl = \"http://h/mcp\"\nauth_type = \"bearer\"",
+        )
+        .unwrap();
+        let err = Settings::merge(&ServeArgs::default(), file)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("gateways[0].auth_token"), "{err}");
     }
 }
