@@ -2,7 +2,7 @@
 //!
 //! - `principal.rs`: [`Principal`], the caller as handlers and sessions see it.
 //! - `tokens.rs`: API tokens (`sy_…`), stored as SHA-256 digests in the catalog database.
-//! - `jwt.rs`: JWT bearer tokens (HS256 secret, RS256/ES256 from a JWKS file).
+//! - `jwt.rs`: JWT bearer tokens (HS256 secret, RS256/ES256 from a JWKS file or URL).
 //! - `middleware.rs`: the layer that authenticates each request and checks its route's [`Access`].
 //! - `error.rs`: [`AuthError`], and its one mapping to 401/403 responses.
 //! - `bootstrap.rs`: the admin token minted on a first start.
@@ -64,7 +64,7 @@ impl Auth {
         Ok(Auth {
             mode: settings.mode,
             tokens: TokenStore::open(pool).await?,
-            jwt: JwtVerifier::from_settings(settings)?,
+            jwt: JwtVerifier::from_settings(settings).await?,
         })
     }
 
@@ -104,7 +104,7 @@ impl Auth {
             };
         }
         match &self.jwt {
-            Some(jwt) => jwt.verify(token),
+            Some(jwt) => jwt.verify(token).await,
             None => Err(AuthError::InvalidToken {
                 reason: format!(
                     "not an API token ({}…), and JWTs are not configured",
