@@ -19,6 +19,9 @@ mod middleware;
 mod principal;
 pub mod tokens;
 
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
 use axum::http::header::AUTHORIZATION;
 use axum::http::HeaderMap;
 use sqlx::SqlitePool;
@@ -53,7 +56,8 @@ pub enum AuthStartError {
 pub struct Auth {
     mode: AuthMode,
     pub tokens: TokenStore,
-    jwt: Option<JwtVerifier>,
+    /// Swapped whole on SIGHUP (rotated JWT secret or JWKS file).
+    jwt: ArcSwapOption<JwtVerifier>,
 }
 
 impl Auth {
@@ -64,8 +68,17 @@ impl Auth {
         Ok(Auth {
             mode: settings.mode,
             tokens: TokenStore::open(pool).await?,
-            jwt: JwtVerifier::from_settings(settings).await?,
+            jwt: ArcSwapOption::new(JwtVerifier::from_settings(settings).await?.map(Arc::new)),
         })
+    }
+
+    /// Applies re-read JWT settings (secret, JWKS file or URL, audience,
+    /// issuer). On error the keys in use stay, so a botched edit cannot
+    /// lock every JWT caller out.
+    pub async fn reload_jwt(&self, settings: &AuthSettings) -> Result<(), AuthStartError> {
+        let verifier = JwtVerifier::from_settings(settings).await?;
+        self.jwt.store(verifier.map(Arc::new));
+        Ok(())
     }
 
     pub fn enabled(&self) -> bool {
@@ -103,7 +116,8 @@ impl Auth {
                 }),
             };
         }
-        match &self.jwt {
+        let jwt = self.jwt.load_full();
+        match jwt {
             Some(jwt) => jwt.verify(token).await,
             None => Err(AuthError::InvalidToken {
                 reason: format!(

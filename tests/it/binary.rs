@@ -260,13 +260,39 @@ async fn sighup_applies_a_changed_config_file_and_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("catalog.db").display());
     let config = dir.path().join("switchyard.toml");
+    const OLD_SECRET: &str = "old-jwt-secret-old-jwt-secret-0123";
+    const NEW_SECRET: &str = "new-jwt-secret-new-jwt-secret-4567";
     std::fs::write(
         &config,
-        format!("[[gateways]]\nname = \"a\"\nurl = \"{}\"\n", a.url()),
+        format!(
+            "jwt_secret = \"{OLD_SECRET}\"\n[[gateways]]\nname = \"a\"\nurl = \"{}\"\n",
+            a.url()
+        ),
     )
     .unwrap();
     let Started { child, addr, .. } =
         start(&["--database-url", &db, "--config", config.to_str().unwrap()]).await;
+    let jwt_status = |secret: &'static str| {
+        let url = format!("http://{addr}/tools");
+        async move {
+            let now = jsonwebtoken::get_current_timestamp();
+            let jwt = jsonwebtoken::encode(
+                &jsonwebtoken::Header::default(),
+                &json!({"sub": "ops", "exp": now + 600}),
+                &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+            )
+            .unwrap();
+            authorized_client(&jwt)
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(jwt_status(OLD_SECRET).await, 200);
+    assert_eq!(jwt_status(NEW_SECRET).await, 401);
     let token = token_file(dir.path(), "catalog");
     let http = authorized_client(&token);
     // One API-registered gateway, which reload must leave alone.
@@ -284,7 +310,10 @@ async fn sighup_applies_a_changed_config_file_and_keeps_serving() {
 
     std::fs::write(
         &config,
-        format!("[[gateways]]\nname = \"b\"\nurl = \"{}\"\n", b.url()),
+        format!(
+            "jwt_secret = \"{NEW_SECRET}\"\n[[gateways]]\nname = \"b\"\nurl = \"{}\"\n",
+            b.url()
+        ),
     )
     .unwrap();
     let pid = child.id().unwrap().to_string();
@@ -329,6 +358,13 @@ async fn sighup_applies_a_changed_config_file_and_keeps_serving() {
         "rebuilt lazily after reload"
     );
     assert_eq!(c.counter("b-increment", json!({})).await, 1);
+    // The rotated JWT secret is in force, the old one no longer.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while jwt_status(NEW_SECRET).await != 200 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(jwt_status(NEW_SECRET).await, 200);
+    assert_eq!(jwt_status(OLD_SECRET).await, 401);
     assert!(terminate(child).await.success());
 }
 
