@@ -186,7 +186,7 @@ pub struct HeaderField {
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from one not sent (`None`).
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+pub(crate) fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de>,

@@ -557,14 +557,22 @@ async fn upstream_credentials_are_encrypted_at_rest_never_logged_and_need_their_
     // Without the key, the gateway refuses to start and says what it needs.
     let key = std::fs::read_to_string(&key_file).unwrap();
     std::fs::remove_file(&key_file).unwrap();
-    let out = Command::new(BIN)
-        .args(["serve", "--port", "0", "--database-url", &db])
-        .output()
-        .await
-        .unwrap();
-    assert!(!out.status.success());
-    let text =
-        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    // A start that must fail: what it printed.
+    let refused = |key: Option<String>| {
+        let db = db.clone();
+        async move {
+            let mut cmd = Command::new(BIN);
+            cmd.args(["serve", "--port", "0", "--database-url", &db]);
+            if let Some(k) = key {
+                cmd.env("SWITCHYARD_SECRET_KEY", k);
+            }
+            let out = cmd.output().await.unwrap();
+            assert!(!out.status.success());
+            String::from_utf8_lossy(&out.stderr).into_owned()
+                + &String::from_utf8_lossy(&out.stdout)
+        }
+    };
+    let text = refused(None).await;
     assert!(text.contains("SWITCHYARD_SECRET_KEY"), "{text}");
     assert!(
         !key_file.exists(),
@@ -572,15 +580,7 @@ async fn upstream_credentials_are_encrypted_at_rest_never_logged_and_need_their_
     );
 
     // A wrong key is refused too; the right one from the environment works.
-    let out = Command::new(BIN)
-        .args(["serve", "--port", "0", "--database-url", &db])
-        .env("SWITCHYARD_SECRET_KEY", "00".repeat(32))
-        .output()
-        .await
-        .unwrap();
-    assert!(!out.status.success());
-    let text =
-        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let text = refused(Some("00".repeat(32))).await;
     assert!(text.contains("wrong key"), "{text}");
     let mut child = Command::new(BIN)
         .args(["serve", "--port", "0", "--database-url", &db])
