@@ -24,6 +24,9 @@ use crate::upstream;
 pub fn spawn(app: &Arc<App>, tracker: &TaskTracker) {
     tracker.spawn(expire_idle_sessions(Arc::clone(app)));
     tracker.spawn(check_gateways(Arc::clone(app)));
+    if app.auth.enabled() {
+        tracker.spawn(forget_revoked_tokens(Arc::clone(app)));
+    }
     if let Some(changes) = app.take_refreshes() {
         tracker.spawn(refresh_on_list_changed(Arc::clone(app), changes));
     }
@@ -114,6 +117,33 @@ async fn expire_idle_sessions(app: Arc<App>) {
         }
         for id in app.sessions.idle_longer_than(timeout) {
             downstream::end_session(&app, &id, EvictReason::SessionExpired).await;
+        }
+    }
+}
+
+/// Tokens revoked through the API stop at once; revoked by the CLI (another
+/// process, same database) they stop within this long, and their sessions end.
+pub const TOKEN_RESYNC: Duration = Duration::from_secs(5);
+
+async fn forget_revoked_tokens(app: Arc<App>) {
+    loop {
+        tokio::select! {
+            _ = app.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(TOKEN_RESYNC) => {}
+        }
+        match app.auth.tokens.forget_deleted().await {
+            Ok(gone) => {
+                for id in gone {
+                    let sessions = app
+                        .sessions
+                        .owned_by(&crate::auth::Principal::api_token_id(&id));
+                    for sid in &sessions {
+                        downstream::end_session(&app, sid, EvictReason::SessionEnded).await;
+                    }
+                    tracing::info!(token = %id, sessions_ended = sessions.len(), "API token revoked elsewhere; no longer accepted");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot re-read the API tokens"),
         }
     }
 }

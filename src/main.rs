@@ -45,6 +45,33 @@ enum Command {
 enum TokenCommand {
     /// Mint an API token; prints it once on stdout (only its SHA-256 digest is stored).
     Create(TokenCreateArgs),
+    /// List API tokens (never their secrets).
+    List {
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Revoke an API token by id; a running gateway refuses it within seconds
+    /// (through the API, `DELETE /tokens/{id}`, at once) and ends its sessions.
+    Revoke {
+        /// The token's id, as `token list` shows it.
+        id: String,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+}
+
+/// Which catalog a `token` command works on.
+#[derive(clap::Args)]
+struct DatabaseArgs {
+    /// Catalog database, as for `serve` [default: sqlite://switchyard.db].
+    #[arg(long, env = "SWITCHYARD_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Config file, as for `serve` (only its database_url is used here).
+    #[arg(long, env = "SWITCHYARD_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -58,12 +85,8 @@ struct TokenCreateArgs {
     /// May change the catalog, mint tokens and use the admin endpoints.
     #[arg(long)]
     admin: bool,
-    /// Catalog database, as for `serve` [default: sqlite://switchyard.db].
-    #[arg(long, env = "SWITCHYARD_DATABASE_URL")]
-    database_url: Option<String>,
-    /// Config file, as for `serve` (only its database_url is used here).
-    #[arg(long, env = "SWITCHYARD_CONFIG")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    db: DatabaseArgs,
 }
 
 fn init_logging(format: LogFormat) {
@@ -148,28 +171,81 @@ async fn reload_on_sighup(
     }
 }
 
-/// `switchyard token create`: straight into the catalog database; a running
-/// gateway finds the new token on its first use.
-async fn create_token(args: TokenCreateArgs) -> anyhow::Result<()> {
+/// The token store of the catalog `db` names, straight in the database (a
+/// running gateway uses the same file).
+async fn open_tokens(
+    db: DatabaseArgs,
+) -> anyhow::Result<(switchyard::catalog::Store, switchyard::auth::TokenStore)> {
     let serve = ServeArgs {
-        database_url: args.database_url,
-        config: args.config,
+        database_url: db.database_url,
+        config: db.config,
         ..ServeArgs::default()
     };
     let settings = Settings::load(&serve).context("invalid configuration")?;
     if settings.database_url.contains(":memory:") {
         anyhow::bail!("an in-memory catalog cannot hold tokens for a gateway; pass --database-url");
     }
+    let store = switchyard::catalog::Store::open(&settings.database_url)
+        .await
+        .with_context(|| format!("cannot open {}", settings.database_url))?;
+    let tokens = switchyard::auth::TokenStore::open(store.pool()).await?;
+    Ok((store, tokens))
+}
+
+async fn token_command(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create(args) => create_token(args).await,
+        TokenCommand::List { json, db } => {
+            let (store, tokens) = open_tokens(db).await?;
+            let list = tokens.list().await?;
+            store.close().await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+                return Ok(());
+            }
+            let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                t.map_or("-".to_owned(), |t| t.format("%Y-%m-%d %H:%M").to_string())
+            };
+            println!(
+                "{:<36}  {:<24}  {:<5}  {:<16}  {:<16}  last used",
+                "id", "name", "admin", "created", "expires"
+            );
+            for t in list {
+                println!(
+                    "{:<36}  {:<24}  {:<5}  {:<16}  {:<16}  {}",
+                    t.id,
+                    t.name,
+                    if t.admin { "yes" } else { "no" },
+                    time(Some(t.created_at)),
+                    time(t.expires_at),
+                    time(t.last_used)
+                );
+            }
+            Ok(())
+        }
+        TokenCommand::Revoke { id, db } => {
+            let (store, tokens) = open_tokens(db).await?;
+            let found = tokens.revoke(&id).await?;
+            store.close().await;
+            if !found {
+                anyhow::bail!("no API token with id {id}");
+            }
+            eprintln!("revoked API token {id}");
+            Ok(())
+        }
+    }
+}
+
+/// `switchyard token create`: straight into the catalog database; a running
+/// gateway finds the new token on its first use.
+async fn create_token(args: TokenCreateArgs) -> anyhow::Result<()> {
     let lifetime = args
         .expires
         .as_deref()
         .map(switchyard::auth::tokens::parse_duration)
         .transpose()
         .map_err(|e| anyhow::anyhow!("--expires: {e}"))?;
-    let store = switchyard::catalog::Store::open(&settings.database_url)
-        .await
-        .with_context(|| format!("cannot open {}", settings.database_url))?;
-    let tokens = switchyard::auth::TokenStore::open(store.pool()).await?;
+    let (store, tokens) = open_tokens(args.db).await?;
     let minted = tokens.create(&args.name, args.admin, lifetime).await?;
     store.close().await;
     eprintln!(
@@ -191,7 +267,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let args = match cli.command {
         Command::Serve(args) => *args,
-        Command::Token(TokenCommand::Create(args)) => return create_token(args).await,
+        Command::Token(command) => return token_command(command).await,
     };
     let settings = Settings::load(&args).context("invalid configuration")?;
     init_logging(settings.log_format);

@@ -272,6 +272,26 @@ impl TokenStore {
         Ok(out)
     }
 
+    /// Drops cached tokens whose rows are gone (revoked by `switchyard token
+    /// revoke`, another process); returns their ids.
+    pub async fn forget_deleted(&self) -> Result<Vec<String>, TokenStoreError> {
+        let ids: std::collections::HashSet<String> =
+            sqlx::query_scalar("SELECT id FROM api_tokens")
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .collect();
+        let mut gone = Vec::new();
+        self.cache.retain(|_, c| {
+            let keep = ids.contains(&c.info.id);
+            if !keep && !gone.contains(&c.info.id) {
+                gone.push(c.info.id.clone());
+            }
+            keep
+        });
+        Ok(gone)
+    }
+
     /// Deletes a token; it stops working at once. False if there was none.
     pub async fn revoke(&self, id: &str) -> Result<bool, TokenStoreError> {
         // Cache first: from here on no request can pass with it.

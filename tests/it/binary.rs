@@ -423,6 +423,67 @@ async fn token_create_mints_a_token_the_running_gateway_accepts() {
     let bad = create(&["--name", "x", "--expires", "soon"]).await.unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--expires"));
+
+    // `token list` shows them without secrets; `token revoke` stops the
+    // running gateway from accepting one within seconds, its sessions ended.
+    let token_cmd = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("token")
+            .args(args)
+            .args(["--database-url", &db])
+            .output()
+    };
+    let out = token_cmd(&["list", "--json"]).await.unwrap();
+    assert!(out.status.success());
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ci_id = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "ci")
+        .and_then(|t| t["id"].as_str())
+        .unwrap()
+        .to_owned();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&token[3..]));
+    let table = token_cmd(&["list"]).await.unwrap();
+    assert!(String::from_utf8_lossy(&table.stdout).contains(&ci_id));
+    let session = McpClient::connect_as(format!("http://{addr}/mcp"), &token).await;
+    let sid = session.session.clone().unwrap();
+    let sessions = || async {
+        ops.get(format!("http://{addr}/admin/sessions"))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+            .to_string()
+    };
+    assert!(sessions().await.contains(&sid));
+    assert!(token_cmd(&["revoke", &ci_id])
+        .await
+        .unwrap()
+        .status
+        .success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let status = || async {
+        ci.get(format!("http://{addr}/tools"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    while status().await == 200 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status().await, 401);
+    assert!(
+        !sessions().await.contains(&sid),
+        "the session went with the token"
+    );
+    let again = token_cmd(&["revoke", &ci_id]).await.unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no API token"));
     assert!(terminate(child).await.success());
 }
 
