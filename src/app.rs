@@ -14,6 +14,7 @@ use crate::downstream::limits::InflightLimits;
 use crate::downstream::session::SessionStore;
 use crate::metrics::Metrics;
 use crate::registry::UpstreamSessionRegistry;
+use crate::secrets::KeyOrigin;
 use crate::upstream::{self, Connector};
 
 pub struct App {
@@ -51,11 +52,39 @@ pub enum StartError {
     Catalog(#[from] CatalogError),
     #[error("cannot build the upstream HTTP client: {0}")]
     HttpClient(#[from] reqwest::Error),
+    #[error("cannot set up the secret key: {0}")]
+    SecretKey(#[from] crate::secrets::KeyError),
     #[error("cannot set up authentication: {source}")]
     Auth {
         #[from]
         source: AuthStartError,
     },
+}
+
+/// Gives the store its key for upstream credentials (see `secrets`).
+async fn with_secret_key(store: Store, settings: &Settings) -> Result<Store, StartError> {
+    let stored = store.secrets_stored().await.map_err(CatalogError::from)?;
+    let (cipher, origin) = crate::secrets::resolve_key(
+        settings.security.secret_key.as_ref().map(|k| k.expose()),
+        settings.security.secret_key_file.as_deref(),
+        stored,
+    )?;
+    match origin {
+        KeyOrigin::Generated(path) => tracing::info!(
+            path = %path.display(),
+            "generated the key that encrypts upstream credentials; back it up with the database, which is unreadable without it"
+        ),
+        KeyOrigin::File(path) => {
+            tracing::debug!(path = %path.display(), "secret key read from file")
+        }
+        KeyOrigin::Environment => tracing::debug!("secret key from SWITCHYARD_SECRET_KEY"),
+        KeyOrigin::Ephemeral => {
+            tracing::debug!(
+                "in-memory catalog: upstream credentials encrypted with a per-process key"
+            )
+        }
+    }
+    Ok(store.with_cipher(cipher))
 }
 
 impl App {
@@ -66,18 +95,19 @@ impl App {
         let store = Store::open(&settings.database_url)
             .await
             .map_err(CatalogError::from)?;
+        let store = with_secret_key(store, &settings).await?;
         let auth = Auth::new(&settings.security.auth, store.pool()).await?;
         let catalog = Catalog::open(store, settings.tool_name_separator.clone()).await?;
         let egress = upstream::egress::Policy {
             allow_private: settings.security.allow_private_upstreams,
         };
-        let connector = Connector {
-            client: upstream::http::client(egress)?,
+        let connector = Connector::new(
+            upstream::http::client(egress)?,
             egress,
-            request_timeout: settings.timeouts.upstream_request,
-            connect_timeout: settings.timeouts.upstream_connect,
-            close_timeout: settings.timeouts.shutdown,
-        };
+            settings.timeouts.upstream_request,
+            settings.timeouts.upstream_connect,
+            settings.timeouts.shutdown,
+        );
         let metrics = Arc::new(Metrics::new());
         let (refreshes, refreshes_rx) = mpsc::unbounded_channel();
         let registry = UpstreamSessionRegistry::new(

@@ -81,29 +81,40 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Waits for SIGTERM or Ctrl-C. Installed before the gateway says it is
+/// listening: a supervisor that stops it right after would otherwise kill
+/// it with the default action, skipping the bounded shutdown.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    let int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+    async move {
+        let wait = |s: std::io::Result<tokio::signal::unix::Signal>, name: &'static str| async move {
+            match s {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for {name}");
+                    std::future::pending::<()>().await;
+                }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the gateway");
-                std::future::pending::<()>().await;
-            }
+        };
+        tokio::select! {
+            _ = wait(term, "SIGTERM") => {}
+            _ = wait(int, "SIGINT") => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
     }
 }
 
 /// SIGHUP re-reads the config file (flags and env as at start) and applies
 /// its gateways; settings that need a restart (address, database) are
 /// reported, not applied.
-async fn reload_on_sighup(app: std::sync::Arc<App>, args: ServeArgs) {
-    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+async fn reload_on_sighup(
+    app: std::sync::Arc<App>,
+    args: ServeArgs,
+    hup: std::io::Result<tokio::signal::unix::Signal>,
+) {
+    let mut hup = match hup {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "cannot listen for SIGHUP; reload unavailable");
@@ -215,15 +226,17 @@ async fn main() -> anyhow::Result<()> {
     switchyard::lifecycle::sync_declared_gateways(&app, &declared, false)
         .await
         .context("cannot register the gateways declared in the config file")?;
+    let stop = shutdown_signal();
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     tracing::info!(address = %bound, database = %database, "switchyard listening; MCP endpoint http://{bound}/mcp");
 
     let signal = shutdown.clone();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        stop.await;
         tracing::info!("shutdown requested");
         signal.cancel();
     });
-    tokio::spawn(reload_on_sighup(std::sync::Arc::clone(&app), args));
+    tokio::spawn(reload_on_sighup(std::sync::Arc::clone(&app), args, hup));
     switchyard::serve(listener, app)
         .await
         .context("server failed")?;

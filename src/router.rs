@@ -83,7 +83,8 @@ impl RouteError {
                 | UpstreamError::Status { .. }
                 | UpstreamError::Protocol { .. }
                 | UpstreamError::Closed
-                | UpstreamError::Initialize { .. } => code::UPSTREAM_UNAVAILABLE,
+                | UpstreamError::Initialize { .. }
+                | UpstreamError::Credentials { .. } => code::UPSTREAM_UNAVAILABLE,
             },
         }
     }

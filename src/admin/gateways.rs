@@ -21,9 +21,11 @@ use serde_json::{json, Value};
 
 use super::{parse_body, ApiError};
 use crate::app::App;
+use crate::catalog::credentials::{CredentialFields, UpstreamAuth};
 use crate::catalog::{self, Connection, Gateway, GatewaySpec, Transport};
 use crate::passthrough;
 use crate::registry::EvictReason;
+use crate::secrets::MASK;
 use crate::upstream;
 
 pub fn routes() -> Router<Arc<App>> {
@@ -47,6 +49,9 @@ struct CreateBody {
     /// Downstream headers forwarded to this gateway; absent or null: the global default.
     #[serde(alias = "passthroughHeaders")]
     passthrough_headers: Option<Vec<String>>,
+    /// `auth_type` and friends, `ca_certificate`, `client_cert`, `client_key`.
+    #[serde(flatten)]
+    credentials: CredentialFields,
 }
 
 /// Every field optional: PUT is a partial update.
@@ -57,14 +62,19 @@ struct UpdateBody {
     transport: Option<String>,
     description: Option<String>,
     tags: Option<Vec<String>>,
-    #[serde(alias = "isActive", alias = "is_active")]
     enabled: Option<bool>,
+    /// ContextForge's name for `enabled`; a read sent back carries both.
+    #[serde(alias = "isActive")]
+    is_active: Option<bool>,
     command: Option<String>,
     args: Option<Vec<String>>,
     env: Option<BTreeMap<String, String>>,
     /// Absent: unchanged; `null`: back to the global default; a list: this list.
     #[serde(default, alias = "passthroughHeaders", deserialize_with = "present")]
     passthrough_headers: Option<Option<Vec<String>>>,
+    /// Absent: unchanged. A secret sent back masked (`*****`) keeps the stored one.
+    #[serde(flatten)]
+    credentials: CredentialFields,
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from one not sent (`None`).
@@ -79,18 +89,46 @@ where
 /// The SSRF guard, before any connection: 422 naming `url` and why. STDIO
 /// gateways connect nowhere (their URL only names the program).
 async fn check_egress(app: &App, connection: &Connection) -> Result<(), ApiError> {
+    let egress = &app.registry.connector().egress;
+    if let UpstreamAuth::OAuth(o) = &connection.auth {
+        let url = reqwest::Url::parse(&o.token_url).map_err(|e| ApiError::Invalid {
+            path: "oauth_config".into(),
+            reason: format!("token_url: {e}"),
+        })?;
+        egress
+            .check_url(&url)
+            .await
+            .map_err(|e| ApiError::Invalid {
+                path: "oauth_config".into(),
+                reason: format!("token_url: {e}"),
+            })?;
+    }
     if connection.transport == Transport::Stdio {
         return Ok(());
     }
-    app.registry
-        .connector()
-        .egress
+    egress
         .check_url(&connection.url)
         .await
         .map_err(|e| ApiError::Invalid {
             path: "url".into(),
             reason: e.to_string(),
         })
+}
+
+/// Applies a body's credential and TLS fields to a connection; what the
+/// body does not mention stays as it was in `current`.
+fn apply_credentials(
+    connection: Connection,
+    mut fields: CredentialFields,
+    current: Option<&Connection>,
+) -> Result<Connection, ApiError> {
+    let (auth, tls) = match current {
+        Some(c) => (c.auth.clone(), c.tls.clone()),
+        None => Default::default(),
+    };
+    let tls = fields.resolve_tls(&tls)?.unwrap_or(tls);
+    let auth = fields.resolve_auth(&auth)?.unwrap_or(auth);
+    Ok(connection.with_credentials(auth, tls)?)
 }
 
 fn validate_passthrough(list: Option<Vec<String>>) -> Result<Option<Vec<String>>, ApiError> {
@@ -116,7 +154,7 @@ fn parse_transport(t: Option<&str>) -> Result<Transport, ApiError> {
 pub fn gateway_json(app: &App, g: &Gateway) -> Value {
     let snap = app.catalog.snapshot();
     let tool_count = snap.tools().iter().filter(|t| t.gateway.id == g.id).count();
-    json!({
+    let mut out = json!({
         "id": g.id,
         "name": g.name,
         "slug": g.slug,
@@ -135,13 +173,19 @@ pub fn gateway_json(app: &App, g: &Gateway) -> Value {
         "serverInfo": g.server_info,
         "protocolVersion": g.protocol_version,
         "toolCount": tool_count,
-        "authType": Value::Null,
         "passthroughHeaders": g.passthrough_headers,
         "createdAt": g.created_at,
         "updatedAt": g.updated_at,
         "lastSeen": g.last_seen,
         "lastError": g.last_error,
-    })
+        "caCertificate": g.connection.tls.ca_certificate,
+        "clientCert": g.connection.tls.client_cert,
+        "clientKey": g.connection.tls.client_key.as_ref().map(|_| MASK),
+    });
+    if let Value::Object(map) = &mut out {
+        map.extend(g.connection.auth.to_api());
+    }
+    out
 }
 
 async fn list(State(app): State<Arc<App>>) -> Json<Value> {
@@ -178,6 +222,7 @@ async fn create(
         req.args.unwrap_or_default(),
         req.env.unwrap_or_default(),
     )?;
+    let connection = apply_credentials(connection, req.credentials, None)?;
     let mut spec = GatewaySpec::new(
         req.name,
         connection,
@@ -244,10 +289,19 @@ async fn update(
         req.args.unwrap_or(old_stdio.args),
         req.env.unwrap_or(old_stdio.env),
     )?;
-    if connection.url != current.connection.url {
+    let connection = apply_credentials(connection, req.credentials, Some(&current.connection))?;
+    if connection.url != current.connection.url || connection.auth != current.connection.auth {
         check_egress(&app, &connection).await?;
     }
-    let enabled = req.enabled.unwrap_or(current.enabled);
+    if let (Some(a), Some(b)) = (req.enabled, req.is_active) {
+        if a != b {
+            return Err(ApiError::Invalid {
+                path: "enabled".into(),
+                reason: "enabled and isActive disagree".into(),
+            });
+        }
+    }
+    let enabled = req.enabled.or(req.is_active).unwrap_or(current.enabled);
     // A new way of connecting must work before it replaces the old one.
     let found = if connection != current.connection || (enabled && !current.enabled) {
         Some(

@@ -2,7 +2,6 @@
 //! nobody could use the gateway; so an admin token is minted, handed to the
 //! caller to print once, and written to a file only its owner can read.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::tokens::{Minted, TokenStore, TokenStoreError};
@@ -36,31 +35,14 @@ pub async fn mint_first_admin_token(
     }
     let minted = tokens.create(BOOTSTRAP_TOKEN_NAME, true, None).await?;
     if let Some(path) = file {
-        write_owner_only(path, format!("{}\n", minted.token).as_bytes()).map_err(|source| {
-            BootstrapError::Write {
+        crate::fs::write_owner_only(path, format!("{}\n", minted.token).as_bytes()).map_err(
+            |source| BootstrapError::Write {
                 path: path.to_owned(),
                 source,
-            }
-        })?;
+            },
+        )?;
     }
     Ok(Some(minted))
-}
-
-/// Replaces `path` with a new file created with mode 0600. Removing first
-/// means an existing file's looser mode, or a planted symlink, is not reused.
-fn write_owner_only(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(contents)?;
-    file.sync_all()
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! are serialized once per snapshot, so listing costs a pointer copy and a
 //! `tools/call` lookup costs one hash probe — no database on the hot path.
 
+pub mod credentials;
 mod model;
 pub mod naming;
 mod store;

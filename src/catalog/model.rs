@@ -6,6 +6,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use super::credentials::{UpstreamAuth, UpstreamTls};
+
 /// How the gateway talks to an upstream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Transport {
@@ -59,17 +61,22 @@ impl FieldError {
 /// gateways with equal `Connection`s would be reached identically; any change
 /// to it invalidates live upstream sessions. Compared as a whole, so a field
 /// added here can never be forgotten by the eviction check.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Connection {
     /// For STDIO gateways a synthetic `stdio:` URL naming the program.
+    /// Never carries a credential (a `query_param` secret is added per request).
     pub url: reqwest::Url,
     pub transport: Transport,
     /// The child process of a STDIO gateway.
     pub stdio: Option<StdioCommand>,
+    /// What the gateway presents to the upstream.
+    pub auth: UpstreamAuth,
+    /// Trust anchors and client certificate for an https upstream.
+    pub tls: UpstreamTls,
 }
 
 /// How to start a STDIO upstream: one child process per upstream session.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
 pub struct StdioCommand {
     pub program: String,
     pub args: Vec<String>,
@@ -99,6 +106,8 @@ impl Connection {
                     url: validate_url(url)?,
                     transport,
                     stdio: None,
+                    auth: UpstreamAuth::None,
+                    tls: UpstreamTls::default(),
                 })
             }
             Transport::Stdio => {
@@ -129,9 +138,51 @@ impl Connection {
                     url,
                     transport,
                     stdio: Some(StdioCommand { program, args, env }),
+                    auth: UpstreamAuth::None,
+                    tls: UpstreamTls::default(),
                 })
             }
         }
+    }
+
+    /// Sets credentials and TLS; a STDIO child gets its credentials through
+    /// its environment instead.
+    pub fn with_credentials(
+        mut self,
+        auth: UpstreamAuth,
+        tls: UpstreamTls,
+    ) -> Result<Connection, FieldError> {
+        if self.transport == Transport::Stdio {
+            if auth != UpstreamAuth::None {
+                return Err(FieldError::new(
+                    "auth_type",
+                    "STDIO gateways take credentials through env, not auth_type",
+                ));
+            }
+            if !tls.is_default() {
+                return Err(FieldError::new(
+                    "ca_certificate",
+                    "STDIO gateways do not use TLS",
+                ));
+            }
+        }
+        if matches!(auth, UpstreamAuth::QueryParam { ref key, .. } if self.url.query_pairs().any(|(k, _)| k == key.as_str()))
+        {
+            return Err(FieldError::new(
+                "auth_query_param_key",
+                "the URL already has this query parameter",
+            ));
+        }
+        self.auth = auth;
+        self.tls = tls;
+        Ok(self)
+    }
+
+    /// Whether anything here must be stored encrypted.
+    pub fn has_secrets(&self) -> bool {
+        self.auth != UpstreamAuth::None
+            || self.tls.client_key.is_some()
+            || self.stdio.as_ref().is_some_and(|c| !c.env.is_empty())
     }
 }
 

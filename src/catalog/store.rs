@@ -3,16 +3,20 @@
 //! Only the catalog's write path and its start-up load touch the database;
 //! request handling reads the in-memory snapshot instead.
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
 use sqlx::{Row, SqlitePool};
 
+use super::credentials::{UpstreamAuth, UpstreamTls};
 use super::model::{
     Connection, Features, Gateway, ItemKind, StdioCommand, Transport, VirtualServer,
 };
+use crate::secrets::{Cipher, Secret};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -24,11 +28,37 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt catalog row: {0}")]
     Corrupt(String),
+    #[error("gateway {gateway}: stored credentials cannot be read: {source}")]
+    Secrets {
+        gateway: String,
+        #[source]
+        source: crate::secrets::CryptoError,
+    },
+    #[error("no secret key is configured, so credentials cannot be stored")]
+    NoKey,
 }
 
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// Encrypts the `secrets` column; set once the key is known (the key's
+    /// resolution depends on whether secrets are stored, hence not at open).
+    cipher: Option<Arc<Cipher>>,
+}
+
+/// The encrypted part of a gateway row.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct SecretPart {
+    #[serde(default)]
+    auth: UpstreamAuth,
+    #[serde(default)]
+    client_key: Option<Secret>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+}
+
+fn secrets_context(gateway_id: &str) -> String {
+    format!("switchyard/gateways/{gateway_id}/secrets")
 }
 
 /// A tool row as stored, before the catalog joins it to its gateway.
@@ -90,7 +120,52 @@ impl Store {
                 .await?
         };
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store { pool, cipher: None })
+    }
+
+    /// Whether any row holds encrypted secrets (then only their key may open it).
+    pub async fn secrets_stored(&self) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM gateways WHERE secrets IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
+    }
+
+    pub fn with_cipher(mut self, cipher: Cipher) -> Store {
+        self.cipher = Some(Arc::new(cipher));
+        self
+    }
+
+    fn seal(&self, g: &Gateway) -> Result<Option<String>, StoreError> {
+        if !g.connection.has_secrets() {
+            return Ok(None);
+        }
+        let cipher = self.cipher.as_ref().ok_or(StoreError::NoKey)?;
+        let part = SecretPart {
+            auth: g.connection.auth.clone(),
+            client_key: g.connection.tls.client_key.clone(),
+            env: g
+                .connection
+                .stdio
+                .as_ref()
+                .map(|c| c.env.clone())
+                .unwrap_or_default(),
+        };
+        let plain =
+            serde_json::to_vec(&part).map_err(|e| StoreError::Corrupt(format!("secrets: {e}")))?;
+        Ok(Some(cipher.encrypt(&plain, &secrets_context(&g.id))))
+    }
+
+    fn open_secrets(&self, gateway_id: &str, blob: &str) -> Result<SecretPart, StoreError> {
+        let cipher = self.cipher.as_ref().ok_or(StoreError::NoKey)?;
+        let plain = cipher
+            .decrypt(blob, &secrets_context(gateway_id))
+            .map_err(|source| StoreError::Secrets {
+                gateway: gateway_id.to_owned(),
+                source,
+            })?;
+        serde_json::from_slice(&plain)
+            .map_err(|e| StoreError::Corrupt(format!("gateway {gateway_id} secrets: {e}")))
     }
 
     pub async fn load(&self) -> Result<Loaded, StoreError> {
@@ -98,7 +173,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(gateway_from_row)
+            .map(|row| self.gateway_from_row(row))
             .collect::<Result<Vec<_>, _>>()?;
         let tools = sqlx::query("SELECT * FROM tools ORDER BY gateway_id, original_name")
             .fetch_all(&self.pool)
@@ -157,16 +232,18 @@ impl Store {
         features: Option<&Features>,
     ) -> Result<(), StoreError> {
         let tools = features.map(|f| f.tools.as_slice());
+        let sealed = self.seal(g)?;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO gateways (id, name, slug, url, transport, description, tags, enabled, reachable,
                 capabilities, server_info, protocol_version, created_at, updated_at, last_seen, last_error, declared,
-                command, args, env, passthrough_headers)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
+                command, args, env, passthrough_headers, secrets, ca_certificate, client_cert)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)
              ON CONFLICT(id) DO UPDATE SET name = ?2, slug = ?3, url = ?4, transport = ?5, description = ?6,
                 tags = ?7, enabled = ?8, reachable = ?9, capabilities = ?10, server_info = ?11,
                 protocol_version = ?12, updated_at = ?14, last_seen = ?15, last_error = ?16, declared = ?17,
-                command = ?18, args = ?19, env = ?20, passthrough_headers = ?21",
+                command = ?18, args = ?19, env = ?20, passthrough_headers = ?21, secrets = ?22,
+                ca_certificate = ?23, client_cert = ?24",
         )
         .bind(&g.id)
         .bind(&g.name)
@@ -187,8 +264,12 @@ impl Store {
         .bind(g.declared)
         .bind(g.connection.stdio.as_ref().map(|c| c.program.clone()))
         .bind(json_text(&g.connection.stdio.as_ref().map(|c| c.args.clone()).unwrap_or_default()))
-        .bind(json_text(&g.connection.stdio.as_ref().map(|c| c.env.clone()).unwrap_or_default()))
+        // The environment is in `secrets`; this column only holds rows from before it existed.
+        .bind("{}")
         .bind(g.passthrough_headers.as_ref().map(json_text))
+        .bind(sealed)
+        .bind(&g.connection.tls.ca_certificate)
+        .bind(&g.connection.tls.client_cert)
         .execute(&mut *tx)
         .await?;
         if let Some(tools) = tools {
@@ -401,39 +482,60 @@ fn stdio_from_row(row: &SqliteRow) -> Result<Option<StdioCommand>, StoreError> {
     }))
 }
 
-fn gateway_from_row(row: &SqliteRow) -> Result<Gateway, StoreError> {
-    let url: String = row.try_get("url")?;
-    let transport: String = row.try_get("transport")?;
-    Ok(Gateway {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        slug: row.try_get("slug")?,
-        connection: Connection {
-            url: reqwest::Url::parse(&url)
-                .map_err(|e| StoreError::Corrupt(format!("url {url:?}: {e}")))?,
-            transport: Transport::parse(&transport)
-                .ok_or_else(|| StoreError::Corrupt(format!("transport {transport:?}")))?,
-            stdio: stdio_from_row(row)?,
-        },
-        description: row.try_get("description")?,
-        tags: tags(row)?,
-        enabled: row.try_get("enabled")?,
-        reachable: row.try_get("reachable")?,
-        capabilities: json(row, "capabilities")?,
-        server_info: json(row, "server_info")?,
-        protocol_version: row.try_get("protocol_version")?,
-        created_at: time(row, "created_at")?,
-        updated_at: time(row, "updated_at")?,
-        last_seen: opt_time(row, "last_seen")?,
-        last_error: row.try_get("last_error")?,
-        passthrough_headers: {
-            let s: Option<String> = row.try_get("passthrough_headers")?;
-            s.map(|s| serde_json::from_str(&s))
-                .transpose()
-                .map_err(|e| StoreError::Corrupt(format!("passthrough_headers: {e}")))?
-        },
-        declared: row.try_get("declared")?,
-    })
+impl Store {
+    fn gateway_from_row(&self, row: &SqliteRow) -> Result<Gateway, StoreError> {
+        let url: String = row.try_get("url")?;
+        let transport: String = row.try_get("transport")?;
+        let id: String = row.try_get("id")?;
+        let sealed: Option<String> = row.try_get("secrets")?;
+        let secrets = match sealed {
+            Some(blob) => Some(self.open_secrets(&id, &blob)?),
+            None => None,
+        };
+        let mut stdio = stdio_from_row(row)?;
+        if let (Some(cmd), Some(part)) = (stdio.as_mut(), secrets.as_ref()) {
+            if !part.env.is_empty() {
+                cmd.env = part.env.clone();
+            }
+        }
+        let (auth, client_key) = secrets.map(|p| (p.auth, p.client_key)).unwrap_or_default();
+        Ok(Gateway {
+            id,
+            name: row.try_get("name")?,
+            slug: row.try_get("slug")?,
+            connection: Connection {
+                url: reqwest::Url::parse(&url)
+                    .map_err(|e| StoreError::Corrupt(format!("url {url:?}: {e}")))?,
+                transport: Transport::parse(&transport)
+                    .ok_or_else(|| StoreError::Corrupt(format!("transport {transport:?}")))?,
+                stdio,
+                auth,
+                tls: UpstreamTls {
+                    ca_certificate: row.try_get("ca_certificate")?,
+                    client_cert: row.try_get("client_cert")?,
+                    client_key,
+                },
+            },
+            description: row.try_get("description")?,
+            tags: tags(row)?,
+            enabled: row.try_get("enabled")?,
+            reachable: row.try_get("reachable")?,
+            capabilities: json(row, "capabilities")?,
+            server_info: json(row, "server_info")?,
+            protocol_version: row.try_get("protocol_version")?,
+            created_at: time(row, "created_at")?,
+            updated_at: time(row, "updated_at")?,
+            last_seen: opt_time(row, "last_seen")?,
+            last_error: row.try_get("last_error")?,
+            passthrough_headers: {
+                let s: Option<String> = row.try_get("passthrough_headers")?;
+                s.map(|s| serde_json::from_str(&s))
+                    .transpose()
+                    .map_err(|e| StoreError::Corrupt(format!("passthrough_headers: {e}")))?
+            },
+            declared: row.try_get("declared")?,
+        })
+    }
 }
 
 fn tool_from_row(row: &SqliteRow) -> Result<ToolRow, StoreError> {

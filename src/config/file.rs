@@ -38,13 +38,17 @@ pub struct FileConfig {
     pub max_inflight_per_session: Option<usize>,
     pub max_inflight_per_principal: Option<usize>,
     pub allow_private_upstreams: Option<bool>,
+    /// The key itself is deliberately not accepted here: config files get
+    /// copied around; use SWITCHYARD_SECRET_KEY or the key file.
+    pub secret_key_file: Option<PathBuf>,
     #[serde(default)]
     pub gateways: Vec<FileGateway>,
 }
 
 /// A gateway declared in the file; same fields as `POST /gateways`.
+/// (`deny_unknown_fields` does not work with `flatten`; `unknown` collects
+/// what no field took, and any key there is refused.)
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct FileGateway {
     pub name: String,
     pub url: Option<String>,
@@ -58,4 +62,10 @@ pub struct FileGateway {
     pub env: std::collections::BTreeMap<String, String>,
     /// Downstream headers forwarded to this gateway; absent means the global default.
     pub passthrough_headers: Option<Vec<String>>,
+    /// Upstream credentials and TLS, as in the API. The file then holds
+    /// secrets in plain text: keep it owner-readable, or register through the API.
+    #[serde(flatten)]
+    pub credentials: crate::catalog::credentials::CredentialFields,
+    #[serde(flatten)]
+    pub unknown: std::collections::BTreeMap<String, toml::Value>,
 }

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::secrets::Secret;
 pub use file::{FileConfig, FileGateway};
 
 use crate::catalog::{Connection, GatewaySpec, Transport};
@@ -46,6 +47,11 @@ pub struct Security {
     /// Whether gateways may be registered at private, loopback or unique-local
     /// addresses (link-local and cloud-metadata addresses are refused regardless).
     pub allow_private_upstreams: bool,
+    /// Key for upstream credentials at rest (32 bytes, hex or base64).
+    pub secret_key: Option<Secret>,
+    /// Where the key is read from when `secret_key` is unset, and written to
+    /// on a first start; `None` for an in-memory catalog (a per-process key).
+    pub secret_key_file: Option<PathBuf>,
 }
 
 /// How downstream callers prove who they are.
@@ -79,27 +85,6 @@ pub enum AuthMode {
     Jwt,
     /// No authentication; only accepted while bound to a loopback address.
     None,
-}
-
-/// A configured secret: shown as `[redacted]` by `Debug`, so settings can be
-/// logged without leaking it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
 }
 
 /// When sessions are checked, expired and gateways probed.
@@ -263,6 +248,16 @@ pub struct ServeArgs {
     /// Link-local and cloud-metadata addresses are refused regardless.
     #[arg(long, env = "SWITCHYARD_ALLOW_PRIVATE_UPSTREAMS", num_args = 0..=1, default_missing_value = "true")]
     pub allow_private_upstreams: Option<bool>,
+    /// Key that encrypts upstream credentials in the database (AES-256-GCM): 32 bytes as 64 hex
+    /// digits or base64, e.g. from `openssl rand -hex 32`. Prefer the environment variable over
+    /// the flag: flags are visible to other local users. Overrides --secret-key-file.
+    #[arg(long, env = "SWITCHYARD_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// File holding that key. Default: next to the SQLite database, `<database name>-secret.key`
+    /// (./switchyard-secret.key), generated with mode 0600 on a first start without stored
+    /// credentials. Without its key, a database holding credentials is refused at start.
+    #[arg(long, env = "SWITCHYARD_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -373,6 +368,11 @@ impl Settings {
             .clone()
             .or(file.database_url)
             .unwrap_or_else(|| "sqlite://switchyard.db".to_owned());
+        let secret_key_file = args
+            .secret_key_file
+            .clone()
+            .or(file.secret_key_file)
+            .or_else(|| sibling_file(&database_url, "secret.key"));
         let auth = AuthSettings {
             mode: args.auth.or(file.auth).unwrap_or_default(),
             jwt_secret: args.jwt_secret.clone().or(file.jwt_secret).map(Secret::new),
@@ -383,7 +383,7 @@ impl Settings {
                 .admin_token_file
                 .clone()
                 .or(file.admin_token_file)
-                .or_else(|| default_admin_token_file(&database_url)),
+                .or_else(|| sibling_file(&database_url, "admin.token")),
             public_url: args
                 .public_url
                 .clone()
@@ -475,6 +475,8 @@ impl Settings {
                     .allow_private_upstreams
                     .or(file.allow_private_upstreams)
                     .unwrap_or(false),
+                secret_key: args.secret_key.clone().map(Secret::new),
+                secret_key_file,
             },
         })
     }
@@ -539,7 +541,9 @@ fn base_url(field: &str, raw: &str) -> Result<reqwest::Url, ConfigError> {
 
 /// `<dir>/<database stem>-admin.token` for a file-backed SQLite catalog:
 /// the token lives with the database it unlocks. `None` for an in-memory one.
-fn default_admin_token_file(database_url: &str) -> Option<PathBuf> {
+/// `<database stem>-<suffix>` next to a SQLite database file; `None` for an
+/// in-memory one.
+fn sibling_file(database_url: &str, suffix: &str) -> Option<PathBuf> {
     let rest = database_url
         .strip_prefix("sqlite://")
         .or_else(|| database_url.strip_prefix("sqlite:"))?;
@@ -549,7 +553,7 @@ fn default_admin_token_file(database_url: &str) -> Option<PathBuf> {
     }
     let path = Path::new(path);
     let stem = path.file_stem()?.to_string_lossy().into_owned();
-    Some(path.with_file_name(format!("{stem}-admin.token")))
+    Some(path.with_file_name(format!("{stem}-{suffix}")))
 }
 
 fn clean_list(v: Option<Vec<String>>) -> Vec<String> {
@@ -575,6 +579,9 @@ impl FileConfig {
 
 impl FileGateway {
     fn into_spec(self) -> Result<GatewaySpec, (String, String)> {
+        if let Some(key) = self.unknown.keys().next() {
+            return Err((key.clone(), "unknown field".to_owned()));
+        }
         let transport = match self.transport.as_deref() {
             None => Transport::StreamableHttp,
             Some(t) => Transport::parse(t)
@@ -587,6 +594,12 @@ impl FileGateway {
             self.args,
             self.env,
         )
+        .and_then(|c| {
+            let mut fields = self.credentials;
+            let tls = fields.resolve_tls(&Default::default())?.unwrap_or_default();
+            let auth = fields.resolve_auth(&Default::default())?.unwrap_or_default();
+            c.with_credentials(auth, tls)
+        })
         .map_err(|e| (e.field.to_owned(), e.reason))?;
         let mut spec = GatewaySpec::new(
             self.name,
@@ -657,14 +670,14 @@ mod tests {
         assert!(Settings::merge(&args, FileConfig::default()).is_ok());
 
         assert_eq!(
-            default_admin_token_file("sqlite://switchyard.db"),
+            sibling_file("sqlite://switchyard.db", "admin.token"),
             Some(PathBuf::from("switchyard-admin.token"))
         );
         assert_eq!(
-            default_admin_token_file("sqlite:///var/lib/sy/catalog.db?mode=rwc"),
+            sibling_file("sqlite:///var/lib/sy/catalog.db?mode=rwc", "admin.token"),
             Some(PathBuf::from("/var/lib/sy/catalog-admin.token"))
         );
-        assert_eq!(default_admin_token_file("sqlite::memory:"), None);
+        assert_eq!(sibling_file("sqlite::memory:", "admin.token"), None);
         let short = ServeArgs {
             jwt_secret: Some("too short".into()),
             ..Default::default()
@@ -732,5 +745,32 @@ mod tests {
         let s = Settings::merge(&ServeArgs::default(), file).unwrap();
         assert_eq!(s.security.passthrough_headers, ["x-tenant"]);
         assert_eq!(s.gateways[0].passthrough_headers, Some(vec![]));
+    }
+
+    #[test]
+    fn declared_gateways_take_the_apis_credential_fields_and_refuse_typos() {
+        let file: FileConfig = toml::from_str(
+            "[[gateways]]\nname = \"x\"\nurl = \"http://h/mcp\"\nauth_typ = \"bearer\"",
+        )
+        .unwrap();
+        let err = Settings::merge(&ServeArgs::default(), file)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("gateways[0].auth_typ"), "{err}");
+        let file: FileConfig = toml::from_str(
+            "[[gateways]]\nname = \"x\"\nurl = \"http://h/mcp\"\nauth_type = \"oauth\"\n\
+             [gateways.oauth_config]\ntoken_url = \"https://idp/token\"\nclient_id = \"c\"\nclient_secret = \"s\"",
+        )
+        .unwrap();
+        let s = Settings::merge(&ServeArgs::default(), file).unwrap();
+        assert_eq!(s.gateways[0].connection.auth.kind(), Some("oauth"));
+        let file: FileConfig = toml::from_str(
+            "[[gateways]]\nname = \"x\"\nurl = \"http://h/mcp\"\nauth_type = \"bearer\"",
+        )
+        .unwrap();
+        let err = Settings::merge(&ServeArgs::default(), file)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("gateways[0].auth_token"), "{err}");
     }
 }

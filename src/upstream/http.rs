@@ -5,14 +5,16 @@
 //! Stateless helpers over a shared `reqwest::Client`: the session owner task
 //! (`session.rs`) decides when to call them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::StatusCode;
 use serde_json::value::RawValue;
 
+use super::link::TokenSource;
 use super::{Reply, UpstreamError};
 use crate::jsonrpc::{self, Message};
 use crate::sse;
@@ -23,21 +25,37 @@ pub const VERSION_HEADER: &str = "mcp-protocol-version";
 const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 
 /// Where and how to POST: the upstream endpoint plus the per-session headers.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Endpoint {
+    /// With a `query_param` credential appended: never log it (see [`describe`]).
     pub url: reqwest::Url,
-    /// `Mcp-Session-Id` and `MCP-Protocol-Version` once the session is set up.
+    /// Static credentials, and `Mcp-Session-Id` and `MCP-Protocol-Version`
+    /// once the session is set up.
     pub headers: HeaderMap,
+    /// For OAuth upstreams: the current access token, added per request.
+    pub oauth: Option<Arc<TokenSource>>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a credential; the headers are marked sensitive.
+        f.debug_struct("Endpoint")
+            .field("url", &redacted_url(&self.url))
+            .field("headers", &self.headers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The URL without its query, which may carry a credential.
+pub fn redacted_url(url: &reqwest::Url) -> String {
+    let mut u = url.clone();
+    if u.query().is_some() {
+        u.set_query(Some("[redacted]"));
+    }
+    u.to_string()
 }
 
 impl Endpoint {
-    pub fn new(url: reqwest::Url) -> Self {
-        Self {
-            url,
-            headers: HeaderMap::new(),
-        }
-    }
-
     pub fn with_session(&self, session_id: Option<&str>, protocol_version: &str) -> Endpoint {
         let mut headers = self.headers.clone();
         if let Some(v) = session_id.and_then(|s| HeaderValue::from_str(s).ok()) {
@@ -49,6 +67,7 @@ impl Endpoint {
         Endpoint {
             url: self.url.clone(),
             headers,
+            oauth: self.oauth.clone(),
         }
     }
 
@@ -68,7 +87,29 @@ fn classify(e: reqwest::Error) -> UpstreamError {
         UpstreamError::Timeout
     } else {
         UpstreamError::Transport {
-            reason: error_chain(&e),
+            reason: describe(e),
+        }
+    }
+}
+
+/// An error's whole cause chain, without the request URL: a `query_param`
+/// credential must not reach a log line or a client's error message.
+pub fn describe(e: reqwest::Error) -> String {
+    error_chain(&e.without_url())
+}
+
+/// The endpoint's headers on a request, plus a current OAuth token; returns
+/// the token used, so a 401 can retire it.
+pub(super) async fn authorize(
+    rb: reqwest::RequestBuilder,
+    ep: &Endpoint,
+) -> Result<(reqwest::RequestBuilder, Option<HeaderValue>), UpstreamError> {
+    let rb = rb.headers(ep.headers.clone());
+    match &ep.oauth {
+        None => Ok((rb, None)),
+        Some(source) => {
+            let token = source.header().await?;
+            Ok((rb.header(AUTHORIZATION, token.clone()), Some(token)))
         }
     }
 }
@@ -91,16 +132,17 @@ async fn post(
     body: String,
     timeout: Duration,
 ) -> Result<reqwest::Response, UpstreamError> {
-    let resp = client
-        .post(ep.url.clone())
-        .headers(ep.headers.clone())
-        .header(ACCEPT, "application/json, text/event-stream")
-        .header(CONTENT_TYPE, "application/json")
-        .timeout(timeout)
-        .body(body)
-        .send()
-        .await
-        .map_err(classify)?;
+    // An OAuth token can be revoked or expire early: one retry with a fresh one.
+    let retry = ep.oauth.as_ref().map(|_| body.clone());
+    let (rb, token) = authorize(client.post(ep.url.clone()), ep).await?;
+    let mut resp = send_post(rb, body, timeout).await?;
+    if let (StatusCode::UNAUTHORIZED, Some(source), Some(token), Some(body)) =
+        (resp.status(), &ep.oauth, token, retry)
+    {
+        source.reject(&token).await;
+        let (rb, _) = authorize(client.post(ep.url.clone()), ep).await?;
+        resp = send_post(rb, body, timeout).await?;
+    }
     let status = resp.status();
     if status == StatusCode::NOT_FOUND && ep.has_session() {
         return Err(UpstreamError::SessionExpired);
@@ -113,6 +155,20 @@ async fn post(
         });
     }
     Ok(resp)
+}
+
+async fn send_post(
+    rb: reqwest::RequestBuilder,
+    body: String,
+    timeout: Duration,
+) -> Result<reqwest::Response, UpstreamError> {
+    rb.header(ACCEPT, "application/json, text/event-stream")
+        .header(CONTENT_TYPE, "application/json")
+        .timeout(timeout)
+        .body(body)
+        .send()
+        .await
+        .map_err(classify)
 }
 
 fn truncate(mut s: String, max: usize) -> String {
@@ -230,13 +286,8 @@ pub async fn delete(
     ep: &Endpoint,
     timeout: Duration,
 ) -> Result<(), UpstreamError> {
-    let resp = client
-        .delete(ep.url.clone())
-        .headers(ep.headers.clone())
-        .timeout(timeout)
-        .send()
-        .await
-        .map_err(classify)?;
+    let (rb, _) = authorize(client.delete(ep.url.clone()), ep).await?;
+    let resp = rb.timeout(timeout).send().await.map_err(classify)?;
     match resp.status() {
         s if s.is_success()
             || s == StatusCode::NOT_FOUND
@@ -255,6 +306,11 @@ pub async fn delete(
 /// HTTP/2 when the upstream offers it over TLS, and names resolved under the
 /// egress policy (a name resolving to a refused address cannot be connected to).
 pub fn client(egress: super::egress::Policy) -> Result<reqwest::Client, reqwest::Error> {
+    client_builder(egress).build()
+}
+
+/// The shared client's settings, for per-gateway clients to add TLS to.
+pub fn client_builder(egress: super::egress::Policy) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .dns_resolver(std::sync::Arc::new(super::egress::GuardedResolver {
             policy: egress,
@@ -264,7 +320,6 @@ pub fn client(egress: super::egress::Policy) -> Result<reqwest::Client, reqwest:
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(10))
         .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
-        .build()
 }
 
 /// How a GET stream ended.
@@ -283,16 +338,17 @@ pub async fn listen(
     ep: &Endpoint,
     on_message: &(dyn Fn(Message) + Send + Sync),
 ) -> Listened {
-    let resp = client
-        .get(ep.url.clone())
-        .headers(ep.headers.clone())
-        .header(ACCEPT, "text/event-stream")
-        .send()
-        .await;
-    let resp = match resp {
+    let rb = match authorize(client.get(ep.url.clone()), ep).await {
+        Ok((rb, _)) => rb,
+        Err(e) => {
+            tracing::debug!(error = %e, "upstream GET stream not opened");
+            return Listened::Ended;
+        }
+    };
+    let resp = match rb.header(ACCEPT, "text/event-stream").send().await {
         Ok(r) => r,
         Err(e) => {
-            tracing::debug!(error = %error_chain(&e), "upstream GET stream failed to open");
+            tracing::debug!(error = %describe(e), "upstream GET stream failed to open");
             return Listened::Ended;
         }
     };

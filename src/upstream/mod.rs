@@ -14,9 +14,11 @@
 
 pub mod egress;
 pub mod http;
+pub mod link;
 mod session;
 mod wire;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::value::RawValue;
@@ -47,6 +49,10 @@ pub enum UpstreamError {
     Closed,
     #[error("upstream initialize failed: {message}")]
     Initialize { message: String },
+    /// The gateway could not produce its credentials for the upstream (e.g.
+    /// the OAuth token endpoint refused).
+    #[error("upstream credentials unavailable: {reason}")]
+    Credentials { reason: String },
 }
 
 impl UpstreamError {
@@ -60,7 +66,9 @@ impl UpstreamError {
             | UpstreamError::Protocol { .. }
             | UpstreamError::Closed
             | UpstreamError::Initialize { .. } => true,
-            UpstreamError::Status { .. } | UpstreamError::Timeout => false,
+            UpstreamError::Status { .. }
+            | UpstreamError::Timeout
+            | UpstreamError::Credentials { .. } => false,
         }
     }
 }
@@ -68,13 +76,52 @@ impl UpstreamError {
 /// Shared by every upstream session: the HTTP client and the time limits.
 #[derive(Clone)]
 pub struct Connector {
+    /// The client for this connection: the shared one, or after [`Connector::link`]
+    /// one with the gateway's TLS settings.
     pub client: reqwest::Client,
+    /// Per-connection clients and OAuth token caches.
+    pub links: Arc<link::Links>,
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
     /// How long a closing session may spend on its DELETE.
     pub close_timeout: Duration,
     /// Which addresses may be connected to; `client` resolves names under it.
     pub egress: egress::Policy,
+}
+
+impl Connector {
+    pub fn new(
+        client: reqwest::Client,
+        egress: egress::Policy,
+        request_timeout: Duration,
+        connect_timeout: Duration,
+        close_timeout: Duration,
+    ) -> Connector {
+        Connector {
+            links: Arc::new(link::Links::new(client.clone(), egress, connect_timeout)),
+            client,
+            request_timeout,
+            connect_timeout,
+            close_timeout,
+            egress,
+        }
+    }
+
+    /// This connector, with the client for `connection`, and the endpoint
+    /// carrying its credentials.
+    pub fn link(
+        &self,
+        connection: &Connection,
+    ) -> Result<(Connector, http::Endpoint), UpstreamError> {
+        let (client, endpoint) = self.links.resolve(connection)?;
+        Ok((
+            Connector {
+                client,
+                ..self.clone()
+            },
+            endpoint,
+        ))
+    }
 }
 
 /// The `initialize` params the gateway sends upstream.

@@ -138,7 +138,8 @@ impl UpstreamSession {
             return connect_multiplexed(connector, gateway_id, connection, init_params, on_message)
                 .await;
         }
-        let base = Endpoint::new(connection.url.clone());
+        let (linked, base) = connector.link(connection)?;
+        let connector = &linked;
         let body = jsonrpc::request_body(0, "initialize", Some(init_params));
         let mut ignore = |m: Message| {
             tracing::debug!(?m, "upstream message before initialize completed; ignored")

@@ -16,7 +16,9 @@ use tokio::process::{Child, ChildStdin};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::http::{self, Endpoint};
 use super::{Connector, UpstreamError};
+use crate::catalog::credentials::UpstreamAuth;
 use crate::catalog::{Connection, Transport};
 use crate::jsonrpc::{self, Message};
 use crate::sse;
@@ -45,8 +47,9 @@ pub enum Wire {
     },
     Sse {
         client: reqwest::Client,
-        /// Where messages are POSTed, as announced by the server's `endpoint` event.
-        post_url: reqwest::Url,
+        /// Where messages are POSTed, as announced by the server's `endpoint`
+        /// event, with the gateway's credentials.
+        post: Endpoint,
         timeout: Duration,
         reader: Reader,
     },
@@ -91,19 +94,19 @@ impl Wire {
             }
             Wire::Sse {
                 client,
-                post_url,
+                post,
                 timeout,
                 ..
             } => {
-                let resp = client
-                    .post(post_url.clone())
+                let (rb, _) = http::authorize(client.post(post.url.clone()), post).await?;
+                let resp = rb
                     .header(CONTENT_TYPE, "application/json")
                     .timeout(*timeout)
                     .body(body)
                     .send()
                     .await
                     .map_err(|e| UpstreamError::Transport {
-                        reason: e.to_string(),
+                        reason: http::describe(e),
                     })?;
                 let status = resp.status();
                 if status == reqwest::StatusCode::NOT_FOUND {
@@ -227,14 +230,14 @@ async fn open_sse(
     connector: &Connector,
     connection: &Connection,
 ) -> Result<(Wire, mpsc::Receiver<Message>, Option<String>), UpstreamError> {
-    let resp = connector
-        .client
-        .get(connection.url.clone())
+    let (connector, base) = connector.link(connection)?;
+    let (rb, _) = http::authorize(connector.client.get(base.url.clone()), &base).await?;
+    let resp = rb
         .header(ACCEPT, "text/event-stream")
         .send()
         .await
         .map_err(|e| UpstreamError::Transport {
-            reason: e.to_string(),
+            reason: http::describe(e),
         })?;
     if !resp.status().is_success() {
         return Err(UpstreamError::Status {
@@ -249,7 +252,7 @@ async fn open_sse(
     let endpoint = tokio::time::timeout(connector.connect_timeout, async {
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| UpstreamError::Transport {
-                reason: e.to_string(),
+                reason: http::describe(e),
             })?;
             let events = decoder.feed(&chunk).map_err(|e| UpstreamError::Protocol {
                 reason: e.to_string(),
@@ -272,7 +275,7 @@ async fn open_sse(
     })
     .await
     .map_err(|_| UpstreamError::Timeout)??;
-    let post_url = connection
+    let mut post_url = connection
         .url
         .join(&endpoint)
         .map_err(|e| UpstreamError::Protocol {
@@ -288,6 +291,9 @@ async fn open_sse(
         .query_pairs()
         .find(|(k, _)| k == "sessionId" || k == "session_id")
         .map(|(_, v)| v.into_owned());
+    if let UpstreamAuth::QueryParam { key, value } = &connection.auth {
+        post_url.query_pairs_mut().append_pair(key, value.expose());
+    }
     let (tx, rx) = mpsc::channel(INBOUND_CAPACITY);
     let reader = Reader(tokio::spawn(async move {
         let mut pending = queued;
@@ -317,7 +323,10 @@ async fn open_sse(
     }));
     let wire = Wire::Sse {
         client: connector.client.clone(),
-        post_url,
+        post: Endpoint {
+            url: post_url,
+            ..base
+        },
         timeout: connector.request_timeout,
         reader,
     };

@@ -1,6 +1,7 @@
 //! The real `switchyard` binary: flags, config file, persistence, signals.
 
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -18,11 +19,18 @@ struct Started {
     child: Child,
     addr: String,
     printed_token: Option<String>,
+    /// Every line it has written to stdout so far (logs included).
+    output: Arc<Mutex<Vec<String>>>,
 }
 
 /// Starts `switchyard serve` with JSON logs (test upstreams are on loopback,
 /// hence `--allow-private-upstreams`).
 async fn start(args: &[&str]) -> Started {
+    start_logging(args, "info").await
+}
+
+/// [`start`] with this log filter.
+async fn start_logging(args: &[&str], filter: &str) -> Started {
     let mut child = Command::new(BIN)
         .arg("serve")
         .args([
@@ -33,7 +41,7 @@ async fn start(args: &[&str]) -> Started {
             "--allow-private-upstreams",
         ])
         .args(args)
-        .env("SWITCHYARD_LOG", "info")
+        .env("SWITCHYARD_LOG", filter)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -41,9 +49,11 @@ async fn start(args: &[&str]) -> Started {
         .expect("spawn switchyard");
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
+    let output = Arc::new(Mutex::new(Vec::new()));
     let (addr, printed_token) = tokio::time::timeout(Duration::from_secs(30), async {
         let mut token = None;
         while let Some(line) = lines.next_line().await.expect("read log") {
+            output.lock().unwrap().push(line.clone());
             // The minted token is printed as a bare line, not logged.
             if line.starts_with("sy_") {
                 token = Some(line.trim().to_owned());
@@ -61,11 +71,17 @@ async fn start(args: &[&str]) -> Started {
     .await
     .expect("switchyard starts within 30 s");
     // Keep draining the logs so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let sink = Arc::clone(&output);
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            sink.lock().unwrap().push(line);
+        }
+    });
     Started {
         child,
         addr,
         printed_token,
+        output,
     }
 }
 
@@ -108,6 +124,7 @@ async fn serve_registers_declared_gateways_persists_and_stops_on_sigterm() {
         child,
         addr,
         printed_token,
+        ..
     } = start(&["--database-url", &db, "--config", config]).await;
     let token = token_file(dir.path(), "catalog");
     assert_eq!(printed_token.as_deref(), Some(token.as_str()));
@@ -138,6 +155,7 @@ async fn serve_registers_declared_gateways_persists_and_stops_on_sigterm() {
         child,
         addr,
         printed_token,
+        ..
     } = start(&["--database-url", &db, "--config", config]).await;
     assert_eq!(printed_token, None);
     let gws: Value = http
@@ -403,4 +421,150 @@ async fn auth_none_is_refused_off_loopback_and_help_names_the_token_file() {
     ] {
         assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
     }
+}
+
+/// Upstream credentials are encrypted in the database file, decrypted after a
+/// restart with the generated key file, never logged (debug logs included),
+/// and a database whose key is gone is refused at start with a message.
+#[tokio::test]
+async fn upstream_credentials_are_encrypted_at_rest_never_logged_and_need_their_key() {
+    use switchyard_fixtures::{CounterServer, Options, RequiredAuth};
+    const BEARER: &str = "bearer-at-rest-7f3a";
+    const QUERY: &str = "query-at-rest-91c2";
+    let bearer_up = CounterServer::start(Options {
+        name: "b".into(),
+        auth: RequiredAuth::Header {
+            name: "authorization".into(),
+            value: format!("Bearer {BEARER}"),
+        },
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let query_up = CounterServer::start(Options {
+        name: "q".into(),
+        auth: RequiredAuth::Query {
+            key: "key".into(),
+            value: QUERY.into(),
+        },
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("catalog.db");
+    let db = format!("sqlite://{}", db_path.display());
+    let key_file = dir.path().join("catalog-secret.key");
+
+    let started = start_logging(&["--database-url", &db], "debug").await;
+    let token = token_file(dir.path(), "catalog");
+    let http = authorized_client(&token);
+    let base = format!("http://{}", started.addr);
+    for body in [
+        json!({"name": "b", "url": bearer_up.url(), "auth_type": "bearer", "auth_token": BEARER}),
+        json!({"name": "q", "url": query_up.url(), "auth_type": "query_param",
+               "auth_query_param_key": "key", "auth_query_param_value": QUERY}),
+    ] {
+        let resp = http
+            .post(format!("{base}/gateways"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    }
+    let mut c = McpClient::connect_as(format!("{base}/mcp"), &token).await;
+    assert_eq!(c.counter("b-increment", json!({})).await, 1);
+    assert_eq!(c.counter("q-increment", json!({})).await, 1);
+    // A failing call logs the upstream's error: still without the secret.
+    query_up.stop();
+    let failed = c
+        .request(
+            "tools/call",
+            json!({"name": "q-increment", "arguments": {}}),
+        )
+        .await;
+    assert!(failed.body["error"].is_object(), "{}", failed.body);
+    let output = Arc::clone(&started.output);
+    assert!(terminate(started.child).await.success());
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "generated key file is owner-only");
+    }
+    let logs = output.lock().unwrap().join("\n");
+    assert!(logs.contains("generated the key"), "{logs}");
+    for secret in [BEARER, QUERY] {
+        assert!(!logs.contains(secret), "{secret} logged:\n{logs}");
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            if path == key_file {
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} in plain text in {}",
+                path.display()
+            );
+        }
+    }
+
+    // Restart with the key file: the credentials work again.
+    let started = start(&["--database-url", &db]).await;
+    let mut c = McpClient::connect_as(format!("http://{}/mcp", started.addr), &token).await;
+    assert_eq!(c.counter("b-increment", json!({})).await, 1);
+    assert!(terminate(started.child).await.success());
+
+    // Without the key, the gateway refuses to start and says what it needs.
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    std::fs::remove_file(&key_file).unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--port", "0", "--database-url", &db])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("SWITCHYARD_SECRET_KEY"), "{text}");
+    assert!(
+        !key_file.exists(),
+        "no new key is made up over stored secrets"
+    );
+
+    // A wrong key is refused too; the right one from the environment works.
+    let out = Command::new(BIN)
+        .args(["serve", "--port", "0", "--database-url", &db])
+        .env("SWITCHYARD_SECRET_KEY", "00".repeat(32))
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("wrong key"), "{text}");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--port", "0", "--database-url", &db])
+        .env("SWITCHYARD_SECRET_KEY", key.trim())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let listening = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("listening") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(listening, "starts with the key from the environment");
+    let status = terminate(child).await;
+    assert!(status.success(), "{status}");
 }

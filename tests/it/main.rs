@@ -25,4 +25,5 @@ mod server_messages;
 mod session_binding;
 mod ssrf;
 mod transports;
+mod upstream_credentials;
 mod upstream_failures;
