@@ -139,6 +139,12 @@ async fn reload_on_sighup(
         if let Err(e) = switchyard::lifecycle::reload(&app, &fresh.gateways).await {
             tracing::error!(error = %e, "reload failed");
         }
+        match app.auth.reload_jwt(&fresh.security.auth).await {
+            Ok(()) => tracing::info!("JWT keys reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "JWT keys not reloaded; the previous ones stay in use")
+            }
+        }
     }
 }
 

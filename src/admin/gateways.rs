@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 use super::{parse_body, ApiError};
 use crate::app::App;
-use crate::catalog::credentials::{CredentialFields, UpstreamAuth};
+use crate::catalog::credentials::{present, CredentialFields, UpstreamAuth};
 use crate::catalog::{self, Connection, Gateway, GatewaySpec, Transport};
 use crate::passthrough;
 use crate::registry::EvictReason;
@@ -75,15 +75,6 @@ struct UpdateBody {
     /// Absent: unchanged. A secret sent back masked (`*****`) keeps the stored one.
     #[serde(flatten)]
     credentials: CredentialFields,
-}
-
-/// Tells a field sent as `null` (`Some(None)`) from one not sent (`None`).
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
 }
 
 /// The SSRF guard, before any connection: 422 naming `url` and why. STDIO

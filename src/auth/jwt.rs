@@ -1,5 +1,5 @@
 //! JWT bearer tokens: HS256 with the configured secret, RS256/ES256 against
-//! the keys of a JWKS file. Only those three algorithms are accepted, each
+//! the keys of a JWKS file or URL. Only those three algorithms are accepted, each
 //! only with a key of its own kind, so a token cannot pick its verification
 //! (no `none`, no HS256 keyed with a public key).
 //!
@@ -8,6 +8,10 @@
 //! are configured.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm, PublicKeyUse};
@@ -35,6 +39,75 @@ pub enum JwksError {
     Invalid { path: PathBuf, reason: String },
 }
 
+/// Keys are fetched again this often (identity providers rotate keys with
+/// overlap, so minutes of staleness are harmless) …
+const REMOTE_MAX_AGE: Duration = Duration::from_secs(10 * 60);
+/// … or when a token names a key id we do not know, but not more often than
+/// this: random key ids must not turn the gateway into a fetch amplifier.
+const REMOTE_MIN_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A JWKS served by an identity provider, kept fresh.
+struct RemoteKeys {
+    url: reqwest::Url,
+    client: reqwest::Client,
+    keys: ArcSwap<Vec<Key>>,
+    /// When the last fetch started, successful or not.
+    last_attempt: Mutex<Option<Instant>>,
+    /// When the current keys were fetched.
+    fetched: Mutex<Option<Instant>>,
+    /// One fetch at a time.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+impl RemoteKeys {
+    /// Fetches unless one was attempted within `min_interval`; returns
+    /// whether new keys were installed.
+    async fn refresh(&self, min_interval: Duration) -> bool {
+        let _one = self.fetching.lock().await;
+        {
+            let mut last = self.last_attempt.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < min_interval) {
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        match self.fetch().await {
+            Ok(keys) => {
+                tracing::debug!(url = %self.url, keys = keys.len(), "JWKS fetched");
+                self.keys.store(Arc::new(keys));
+                *self.fetched.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+                true
+            }
+            Err(reason) => {
+                tracing::warn!(url = %self.url, %reason, "cannot fetch the JWKS; keeping the keys already known");
+                false
+            }
+        }
+    }
+
+    async fn fetch(&self) -> Result<Vec<Key>, String> {
+        let resp = self
+            .client
+            .get(self.url.clone())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("HTTP {}", resp.status().as_u16()));
+        }
+        let text = resp.text().await.map_err(|e| e.without_url().to_string())?;
+        parse_jwks(&text)
+    }
+
+    fn stale(&self) -> bool {
+        self.fetched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none_or(|t| t.elapsed() > REMOTE_MAX_AGE)
+    }
+}
+
 struct Key {
     kid: Option<String>,
     alg: Algorithm,
@@ -44,6 +117,7 @@ struct Key {
 pub struct JwtVerifier {
     hs256: Option<DecodingKey>,
     keys: Vec<Key>,
+    remote: Option<Arc<RemoteKeys>>,
     audience: Vec<String>,
     issuer: Vec<String>,
 }
@@ -59,8 +133,10 @@ struct Claims {
 }
 
 impl JwtVerifier {
-    /// `None` when neither a secret nor a JWKS file is configured.
-    pub fn from_settings(s: &AuthSettings) -> Result<Option<JwtVerifier>, JwksError> {
+    /// `None` when neither a secret nor a JWKS is configured. A JWKS URL
+    /// that cannot be fetched now does not stop the start (the identity
+    /// provider may come up later); it is retried when tokens need it.
+    pub async fn from_settings(s: &AuthSettings) -> Result<Option<JwtVerifier>, JwksError> {
         let keys = match &s.jwks_file {
             Some(path) => load_jwks(path)?,
             None => Vec::new(),
@@ -69,32 +145,79 @@ impl JwtVerifier {
             .jwt_secret
             .as_ref()
             .map(|secret| DecodingKey::from_secret(secret.expose().as_bytes()));
-        if hs256.is_none() && keys.is_empty() {
+        let remote = match &s.jwks_url {
+            Some(url) => {
+                let client = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|e| JwksError::Invalid {
+                        path: PathBuf::from(url.as_str()),
+                        reason: format!("cannot build an HTTP client: {e}"),
+                    })?;
+                let remote = Arc::new(RemoteKeys {
+                    url: url.clone(),
+                    client,
+                    keys: ArcSwap::from_pointee(Vec::new()),
+                    last_attempt: Mutex::new(None),
+                    fetched: Mutex::new(None),
+                    fetching: tokio::sync::Mutex::new(()),
+                });
+                remote.refresh(Duration::ZERO).await;
+                Some(remote)
+            }
+            None => None,
+        };
+        if hs256.is_none() && keys.is_empty() && remote.is_none() {
             return Ok(None);
         }
         Ok(Some(JwtVerifier {
             hs256,
             keys,
+            remote,
             audience: s.jwt_audience.clone(),
             issuer: s.jwt_issuer.clone(),
         }))
     }
 
-    pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         let invalid = |reason: &str| AuthError::InvalidToken {
             reason: reason.to_owned(),
         };
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("not a JWT"))?;
+        if !matches!(
+            header.alg,
+            Algorithm::HS256 | Algorithm::RS256 | Algorithm::ES256
+        ) {
+            return Err(invalid("only HS256, RS256 and ES256 JWTs are accepted"));
+        }
+        if let Some(remote) = &self.remote {
+            if header.alg != Algorithm::HS256 {
+                let known = |keys: &[Key]| {
+                    keys.iter().any(|k| {
+                        k.alg == header.alg && (header.kid.is_none() || k.kid == header.kid)
+                    })
+                };
+                if !known(&self.keys) && !known(&remote.keys.load()) {
+                    // Perhaps a key the provider rotated in since the last fetch.
+                    remote.refresh(REMOTE_MIN_INTERVAL).await;
+                } else if remote.stale() {
+                    let remote = Arc::clone(remote);
+                    tokio::spawn(async move { remote.refresh(REMOTE_MIN_INTERVAL).await });
+                }
+            }
+        }
+        let remote_keys = self.remote.as_ref().map(|r| r.keys.load_full());
         let candidates: Vec<&DecodingKey> = match header.alg {
             Algorithm::HS256 => self.hs256.iter().collect(),
-            Algorithm::RS256 | Algorithm::ES256 => self
+            _ => self
                 .keys
                 .iter()
+                .chain(remote_keys.iter().flat_map(|k| k.iter()))
                 .filter(|k| k.alg == header.alg)
                 .filter(|k| header.kid.is_none() || k.kid == header.kid)
                 .map(|k| &k.key)
                 .collect(),
-            _ => return Err(invalid("only HS256, RS256 and ES256 JWTs are accepted")),
         };
         if candidates.is_empty() {
             return Err(invalid(
@@ -157,10 +280,14 @@ fn load_jwks(path: &Path) -> Result<Vec<Key>, JwksError> {
         path: path.to_owned(),
         source,
     })?;
-    let set: JwkSet = serde_json::from_str(&text).map_err(|e| JwksError::Invalid {
+    parse_jwks(&text).map_err(|reason| JwksError::Invalid {
         path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
+        reason,
+    })
+}
+
+fn parse_jwks(text: &str) -> Result<Vec<Key>, String> {
+    let set: JwkSet = serde_json::from_str(text).map_err(|e| e.to_string())?;
     let mut keys = Vec::new();
     for jwk in &set.keys {
         let kid = jwk.common.key_id.clone();
@@ -188,17 +315,12 @@ fn load_jwks(path: &Path) -> Result<Vec<Key>, JwksError> {
                 continue;
             }
         };
-        let key = DecodingKey::from_jwk(jwk).map_err(|e| JwksError::Invalid {
-            path: path.to_owned(),
-            reason: format!("key {}: {e}", kid.as_deref().unwrap_or("without kid")),
-        })?;
+        let key = DecodingKey::from_jwk(jwk)
+            .map_err(|e| format!("key {}: {e}", kid.as_deref().unwrap_or("without kid")))?;
         keys.push(Key { kid, alg, key });
     }
     if keys.is_empty() {
-        return Err(JwksError::Invalid {
-            path: path.to_owned(),
-            reason: "no RS256 or ES256 key in it".into(),
-        });
+        return Err("no RS256 or ES256 key in it".into());
     }
     Ok(keys)
 }

@@ -2,7 +2,7 @@
 //!
 //! - `principal.rs`: [`Principal`], the caller as handlers and sessions see it.
 //! - `tokens.rs`: API tokens (`sy_…`), stored as SHA-256 digests in the catalog database.
-//! - `jwt.rs`: JWT bearer tokens (HS256 secret, RS256/ES256 from a JWKS file).
+//! - `jwt.rs`: JWT bearer tokens (HS256 secret, RS256/ES256 from a JWKS file or URL).
 //! - `middleware.rs`: the layer that authenticates each request and checks its route's [`Access`].
 //! - `error.rs`: [`AuthError`], and its one mapping to 401/403 responses.
 //! - `bootstrap.rs`: the admin token minted on a first start.
@@ -19,6 +19,9 @@ mod middleware;
 mod principal;
 pub mod tokens;
 
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
 use axum::http::header::AUTHORIZATION;
 use axum::http::HeaderMap;
 use sqlx::SqlitePool;
@@ -53,7 +56,8 @@ pub enum AuthStartError {
 pub struct Auth {
     mode: AuthMode,
     pub tokens: TokenStore,
-    jwt: Option<JwtVerifier>,
+    /// Swapped whole on SIGHUP (rotated JWT secret or JWKS file).
+    jwt: ArcSwapOption<JwtVerifier>,
 }
 
 impl Auth {
@@ -64,8 +68,17 @@ impl Auth {
         Ok(Auth {
             mode: settings.mode,
             tokens: TokenStore::open(pool).await?,
-            jwt: JwtVerifier::from_settings(settings)?,
+            jwt: ArcSwapOption::new(JwtVerifier::from_settings(settings).await?.map(Arc::new)),
         })
+    }
+
+    /// Applies re-read JWT settings (secret, JWKS file or URL, audience,
+    /// issuer). On error the keys in use stay, so a botched edit cannot
+    /// lock every JWT caller out.
+    pub async fn reload_jwt(&self, settings: &AuthSettings) -> Result<(), AuthStartError> {
+        let verifier = JwtVerifier::from_settings(settings).await?;
+        self.jwt.store(verifier.map(Arc::new));
+        Ok(())
     }
 
     pub fn enabled(&self) -> bool {
@@ -103,8 +116,9 @@ impl Auth {
                 }),
             };
         }
-        match &self.jwt {
-            Some(jwt) => jwt.verify(token),
+        let jwt = self.jwt.load_full();
+        match jwt {
+            Some(jwt) => jwt.verify(token).await,
             None => Err(AuthError::InvalidToken {
                 reason: format!(
                     "not an API token ({}…), and JWTs are not configured",

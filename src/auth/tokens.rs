@@ -79,7 +79,15 @@ pub struct TokenStore {
     pool: SqlitePool,
     /// By token digest.
     cache: DashMap<String, Arc<Cached>>,
+    /// Digests looked up and not found. A token is 256 random bits, so one
+    /// that was unknown is never minted later: remembering it is always
+    /// right, and a flood of made-up tokens costs map probes, not queries.
+    /// Bounded: cleared when full.
+    unknown: DashMap<String, ()>,
 }
+
+/// Entries in the negative cache before it is cleared.
+const UNKNOWN_CAPACITY: usize = 16_384;
 
 impl TokenStore {
     /// Opens the store on the catalog's pool (its table is created by the
@@ -88,6 +96,7 @@ impl TokenStore {
         let store = TokenStore {
             pool,
             cache: DashMap::new(),
+            unknown: DashMap::new(),
         };
         for row in sqlx::query("SELECT * FROM api_tokens")
             .fetch_all(&store.pool)
@@ -170,6 +179,7 @@ impl TokenStore {
         let hash = digest(token);
         let cached = match self.cache.get(&hash).map(|e| Arc::clone(e.value())) {
             Some(c) => c,
+            None if self.unknown.contains_key(&hash) => return Ok(Verdict::Unknown),
             None => {
                 // Minted elsewhere (the CLI) since this process loaded the table.
                 let row = sqlx::query("SELECT * FROM api_tokens WHERE token_hash = ?1")
@@ -178,7 +188,13 @@ impl TokenStore {
                     .await?;
                 match row {
                     Some(row) => self.remember(hash, info_from_row(&row)?),
-                    None => return Ok(Verdict::Unknown),
+                    None => {
+                        if self.unknown.len() >= UNKNOWN_CAPACITY {
+                            self.unknown.clear();
+                        }
+                        self.unknown.insert(hash, ());
+                        return Ok(Verdict::Unknown);
+                    }
                 }
             }
         };
@@ -362,6 +378,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_unknown_token_is_looked_up_once() {
+        let s = store().await;
+        let made_up = format!("sy_{}", "a".repeat(64));
+        assert!(matches!(
+            s.verify(&made_up).await.unwrap(),
+            Verdict::Unknown
+        ));
+        // With the database gone, only the remembered miss can still answer.
+        s.pool.close().await;
+        assert!(matches!(
+            s.verify(&made_up).await.unwrap(),
+            Verdict::Unknown
+        ));
+        let other = format!("sy_{}", "b".repeat(64));
+        assert!(s.verify(&other).await.is_err());
+    }
+
+    #[tokio::test]
     async fn minted_tokens_verify_until_revoked_and_only_digests_are_stored() {
         let s = store().await;
         assert_eq!(s.count().await.unwrap(), 0);
@@ -395,6 +429,7 @@ mod tests {
         let other = TokenStore {
             pool: s.pool.clone(),
             cache: DashMap::new(),
+            unknown: DashMap::new(),
         };
         let m = other.create("cli", false, None).await.unwrap();
         assert!(matches!(s.verify(&m.token).await.unwrap(), Verdict::Valid(p) if !p.admin));

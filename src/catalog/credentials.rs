@@ -186,7 +186,7 @@ pub struct HeaderField {
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from one not sent (`None`).
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+pub(crate) fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de>,
@@ -402,13 +402,15 @@ fn oauth_client(
     let text = |k: &str| cfg.get(k).and_then(Value::as_str).map(str::to_owned);
     match text("grant_type").as_deref() {
         None | Some("client_credentials") => {}
-        Some(other) => return Err(FieldError::new(
-            F,
-            format!(
+        Some(other) => {
+            return Err(FieldError::new(
+                F,
+                format!(
                 "grant_type {other:?} is not supported: the gateway has no user to send through \
                      an authorization code flow; use client_credentials"
             ),
-        )),
+            ))
+        }
     }
     let token_url = text("token_url").ok_or_else(|| FieldError::new(F, "token_url required"))?;
     let parsed = reqwest::Url::parse(token_url.trim())

@@ -28,6 +28,7 @@ pub struct FileConfig {
     pub auth: Option<AuthMode>,
     pub jwt_secret: Option<String>,
     pub jwks_file: Option<PathBuf>,
+    pub jwks_url: Option<String>,
     pub jwt_audience: Option<Vec<String>>,
     pub jwt_issuer: Option<Vec<String>>,
     pub admin_token_file: Option<PathBuf>,

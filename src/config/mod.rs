@@ -62,6 +62,8 @@ pub struct AuthSettings {
     pub jwt_secret: Option<Secret>,
     /// JWKS file with the public keys of RS256/ES256 JWT issuers.
     pub jwks_file: Option<PathBuf>,
+    /// JWKS URL of an identity provider, fetched at start and kept fresh.
+    pub jwks_url: Option<reqwest::Url>,
     /// Accepted `aud` values; empty means `aud` is not checked.
     pub jwt_audience: Vec<String>,
     /// Accepted `iss` values; empty means `iss` is not checked.
@@ -198,7 +200,7 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHYARD_HEALTH_FAILURE_THRESHOLD")]
     pub health_failure_threshold: Option<u32>,
     /// Downstream authentication [default: jwt]: "jwt" requires a bearer token (an API token,
-    /// or a JWT when --jwt-secret or --jwks-file is set); "none" is refused unless bound to loopback.
+    /// or a JWT when --jwt-secret, --jwks-file or --jwks-url is set); "none" is refused unless bound to loopback.
     #[arg(long, env = "SWITCHYARD_AUTH", value_enum)]
     pub auth: Option<AuthMode>,
     /// HS256 secret for JWT bearer tokens (at least 32 bytes). Prefer the environment variable
@@ -208,6 +210,10 @@ pub struct ServeArgs {
     /// JWKS file (JSON) with the public keys of RS256/ES256 JWT issuers; read at start.
     #[arg(long, env = "SWITCHYARD_JWKS_FILE")]
     pub jwks_file: Option<PathBuf>,
+    /// JWKS URL of an identity provider (e.g. https://idp.example.com/.well-known/jwks.json):
+    /// fetched at start, every 10 minutes, and when a token names an unknown key id.
+    #[arg(long, env = "SWITCHYARD_JWKS_URL")]
+    pub jwks_url: Option<String>,
     /// Accepted JWT audiences (`aud`), comma-separated. Default: `aud` is not checked.
     #[arg(long, env = "SWITCHYARD_JWT_AUDIENCE", value_delimiter = ',')]
     pub jwt_audience: Option<Vec<String>>,
@@ -377,6 +383,20 @@ impl Settings {
             mode: args.auth.or(file.auth).unwrap_or_default(),
             jwt_secret: args.jwt_secret.clone().or(file.jwt_secret).map(Secret::new),
             jwks_file: args.jwks_file.clone().or(file.jwks_file),
+            jwks_url: args
+                .jwks_url
+                .clone()
+                .or(file.jwks_url)
+                .map(|u| {
+                    reqwest::Url::parse(u.trim())
+                        .ok()
+                        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                        .ok_or_else(|| ConfigError::Invalid {
+                            field: "jwks_url".into(),
+                            reason: format!("{u:?} is not an http(s) URL"),
+                        })
+                })
+                .transpose()?,
             jwt_audience: clean_list(args.jwt_audience.clone().or(file.jwt_audience)),
             jwt_issuer: clean_list(args.jwt_issuer.clone().or(file.jwt_issuer)),
             admin_token_file: args
@@ -597,7 +617,9 @@ impl FileGateway {
         .and_then(|c| {
             let mut fields = self.credentials;
             let tls = fields.resolve_tls(&Default::default())?.unwrap_or_default();
-            let auth = fields.resolve_auth(&Default::default())?.unwrap_or_default();
+            let auth = fields
+                .resolve_auth(&Default::default())?
+                .unwrap_or_default();
             c.with_credentials(auth, tls)
         })
         .map_err(|e| (e.field.to_owned(), e.reason))?;

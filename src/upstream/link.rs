@@ -139,6 +139,7 @@ impl Links {
                 // The token endpoint is an identity provider, not the upstream:
                 // its certificate is checked against the usual roots.
                 client: self.default_client.clone(),
+                egress: self.egress,
                 timeout: self.token_timeout,
                 current: tokio::sync::Mutex::new(None),
             })),
@@ -192,6 +193,8 @@ fn tls_client(egress: egress::Policy, tls: &UpstreamTls) -> Result<reqwest::Clie
 pub struct TokenSource {
     config: OAuthClient,
     client: reqwest::Client,
+    /// The client's resolver checks names; IP literals are checked here.
+    egress: egress::Policy,
     timeout: Duration,
     /// An async lock: concurrent callers wait for one fetch instead of each
     /// asking the token endpoint.
@@ -235,6 +238,10 @@ impl TokenSource {
                 self.config.token_url
             ),
         };
+        let url = reqwest::Url::parse(&self.config.token_url).map_err(|e| failed(e.to_string()))?;
+        self.egress
+            .check_host(url.host_str().unwrap_or_default())
+            .map_err(|e| failed(format!("refused by the SSRF guard: {e}")))?;
         let mut form = vec![
             ("grant_type", "client_credentials".to_owned()),
             ("client_id", self.config.client_id.clone()),
@@ -248,7 +255,7 @@ impl TokenSource {
         }
         let resp = self
             .client
-            .post(&self.config.token_url)
+            .post(url)
             .header(reqwest::header::ACCEPT, "application/json")
             .form(&form)
             .timeout(self.timeout)

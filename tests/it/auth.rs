@@ -542,3 +542,66 @@ async fn auth_none_serves_without_tokens_on_loopback() {
     let mut c = McpClient::connect(gw.url("/mcp")).await;
     assert_eq!(c.counter("counter-increment", json!({})).await, 1);
 }
+
+/// A JWKS served over HTTP by an "identity provider": fetched at start, and
+/// fetched again when a token names a key id rotated in since.
+#[tokio::test]
+async fn jwks_url_keys_are_fetched_and_a_rotated_in_key_is_picked_up() {
+    use jsonwebtoken::Algorithm::{ES256, RS256};
+    use std::sync::{Arc, Mutex};
+    let full: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{KEYS}/jwks.json")).unwrap())
+            .unwrap();
+    // At first the provider publishes only the EC key.
+    let ec_only = json!({"keys": full["keys"].as_array().unwrap().iter()
+        .filter(|k| k["kid"] == "ec-1").cloned().collect::<Vec<_>>()});
+    let served = Arc::new(Mutex::new(ec_only));
+    let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let app = {
+        let served = Arc::clone(&served);
+        let fetches = Arc::clone(&fetches);
+        axum::Router::new().route(
+            "/jwks.json",
+            axum::routing::get(move || {
+                let body = served.lock().unwrap().clone();
+                fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async move { axum::Json(body) }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let idp = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut s = Settings::for_tests();
+    s.security.auth.jwks_url = Some(format!("http://{idp}/jwks.json").parse().unwrap());
+    s.security.auth.jwt_audience = vec![AUDIENCE.into()];
+    let gw = TestGateway::start_with(s).await;
+    assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let get = |token: String| {
+        let url = gw.url("/tools");
+        async move {
+            send(&authorized_client(&token), Method::GET, url, None)
+                .await
+                .0
+        }
+    };
+    assert_eq!(get(sign(ES256, Some("ec-1"), &claims("carol"))).await, 200);
+    // Not published yet: refused (and a refetch was tried, once).
+    assert_eq!(get(sign(RS256, Some("rsa-1"), &claims("bob"))).await, 401);
+    let after_first_miss = fetches.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(after_first_miss <= 2, "{after_first_miss} fetches");
+    // Unknown key ids in a burst do not each cause a fetch.
+    for i in 0..20 {
+        let kid = format!("random-{i}");
+        assert_eq!(get(sign(RS256, Some(&kid), &claims("mallory"))).await, 401);
+    }
+    assert!(fetches.load(std::sync::atomic::Ordering::SeqCst) <= after_first_miss + 1);
+
+    // The provider rotates the RSA key in; after the refetch interval the
+    // gateway learns it on the first token that needs it.
+    *served.lock().unwrap() = full;
+    tokio::time::sleep(std::time::Duration::from_millis(5200)).await;
+    assert_eq!(get(sign(RS256, Some("rsa-1"), &claims("bob"))).await, 200);
+    assert_eq!(get(sign(ES256, Some("ec-1"), &claims("carol"))).await, 200);
+}

@@ -260,13 +260,39 @@ async fn sighup_applies_a_changed_config_file_and_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("catalog.db").display());
     let config = dir.path().join("switchyard.toml");
+    const OLD_SECRET: &str = "old-jwt-secret-old-jwt-secret-0123";
+    const NEW_SECRET: &str = "new-jwt-secret-new-jwt-secret-4567";
     std::fs::write(
         &config,
-        format!("[[gateways]]\nname = \"a\"\nurl = \"{}\"\n", a.url()),
+        format!(
+            "jwt_secret = \"{OLD_SECRET}\"\n[[gateways]]\nname = \"a\"\nurl = \"{}\"\n",
+            a.url()
+        ),
     )
     .unwrap();
     let Started { child, addr, .. } =
         start(&["--database-url", &db, "--config", config.to_str().unwrap()]).await;
+    let jwt_status = |secret: &'static str| {
+        let url = format!("http://{addr}/tools");
+        async move {
+            let now = jsonwebtoken::get_current_timestamp();
+            let jwt = jsonwebtoken::encode(
+                &jsonwebtoken::Header::default(),
+                &json!({"sub": "ops", "exp": now + 600}),
+                &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+            )
+            .unwrap();
+            authorized_client(&jwt)
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(jwt_status(OLD_SECRET).await, 200);
+    assert_eq!(jwt_status(NEW_SECRET).await, 401);
     let token = token_file(dir.path(), "catalog");
     let http = authorized_client(&token);
     // One API-registered gateway, which reload must leave alone.
@@ -284,7 +310,10 @@ async fn sighup_applies_a_changed_config_file_and_keeps_serving() {
 
     std::fs::write(
         &config,
-        format!("[[gateways]]\nname = \"b\"\nurl = \"{}\"\n", b.url()),
+        format!(
+            "jwt_secret = \"{NEW_SECRET}\"\n[[gateways]]\nname = \"b\"\nurl = \"{}\"\n",
+            b.url()
+        ),
     )
     .unwrap();
     let pid = child.id().unwrap().to_string();
@@ -329,6 +358,13 @@ async fn sighup_applies_a_changed_config_file_and_keeps_serving() {
         "rebuilt lazily after reload"
     );
     assert_eq!(c.counter("b-increment", json!({})).await, 1);
+    // The rotated JWT secret is in force, the old one no longer.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while jwt_status(NEW_SECRET).await != 200 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(jwt_status(NEW_SECRET).await, 200);
+    assert_eq!(jwt_status(OLD_SECRET).await, 401);
     assert!(terminate(child).await.success());
 }
 
@@ -521,14 +557,22 @@ async fn upstream_credentials_are_encrypted_at_rest_never_logged_and_need_their_
     // Without the key, the gateway refuses to start and says what it needs.
     let key = std::fs::read_to_string(&key_file).unwrap();
     std::fs::remove_file(&key_file).unwrap();
-    let out = Command::new(BIN)
-        .args(["serve", "--port", "0", "--database-url", &db])
-        .output()
-        .await
-        .unwrap();
-    assert!(!out.status.success());
-    let text =
-        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    // A start that must fail: what it printed.
+    let refused = |key: Option<String>| {
+        let db = db.clone();
+        async move {
+            let mut cmd = Command::new(BIN);
+            cmd.args(["serve", "--port", "0", "--database-url", &db]);
+            if let Some(k) = key {
+                cmd.env("SWITCHYARD_SECRET_KEY", k);
+            }
+            let out = cmd.output().await.unwrap();
+            assert!(!out.status.success());
+            String::from_utf8_lossy(&out.stderr).into_owned()
+                + &String::from_utf8_lossy(&out.stdout)
+        }
+    };
+    let text = refused(None).await;
     assert!(text.contains("SWITCHYARD_SECRET_KEY"), "{text}");
     assert!(
         !key_file.exists(),
@@ -536,15 +580,7 @@ async fn upstream_credentials_are_encrypted_at_rest_never_logged_and_need_their_
     );
 
     // A wrong key is refused too; the right one from the environment works.
-    let out = Command::new(BIN)
-        .args(["serve", "--port", "0", "--database-url", &db])
-        .env("SWITCHYARD_SECRET_KEY", "00".repeat(32))
-        .output()
-        .await
-        .unwrap();
-    assert!(!out.status.success());
-    let text =
-        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let text = refused(Some("00".repeat(32))).await;
     assert!(text.contains("wrong key"), "{text}");
     let mut child = Command::new(BIN)
         .args(["serve", "--port", "0", "--database-url", &db])
