@@ -200,26 +200,30 @@ async fn openapi_document_is_public_and_true_to_the_routes() {
     }
 }
 
+fn operation<'a>(doc: &'a mut Value, method: &str, path: &str) -> &'a mut Value {
+    doc["paths"]
+        .get_mut(path)
+        .and_then(|item| item.get_mut(method.to_ascii_lowercase()))
+        .unwrap_or_else(|| panic!("{method} {path} is documented"))
+}
+
 /// The fuzzed copy of the document: STDIO taken out of the transports (a
-/// random `command` would run on the test machine), and the ids of real
-/// objects as examples of `{id}` (per method: deletes get objects of their
-/// own), so the examples phase reaches past 404 on every operation.
-fn fuzz_copy(mut doc: Value, examples: &[(&str, &str, &str)]) -> Value {
+/// random `command` would run on the test machine); the ids of real objects
+/// as examples of `{id}` (per method: deletes get objects of their own), so
+/// the examples phase reaches past 404 on every operation; and example
+/// bodies that succeed, so it also reaches past 422.
+fn fuzz_copy(mut doc: Value, ids: &[(&str, &str, &str)], bodies: &[(&str, &str, Value)]) -> Value {
     doc["components"]["schemas"]["Transport"]["enum"] = json!(["STREAMABLEHTTP", "SSE"]);
-    for (method, path, id) in examples {
-        let op = doc["paths"]
-            .get_mut(*path)
-            .and_then(|item| item.get_mut(method.to_ascii_lowercase()))
-            .and_then(Value::as_object_mut)
-            .unwrap_or_else(|| panic!("{method} {path} is documented"));
-        op.insert(
-            "parameters".into(),
-            json!([{
-                "name": "id", "in": "path", "required": true,
-                "schema": {"type": "string", "minLength": 1},
-                "example": id,
-            }]),
-        );
+    for (method, path, id) in ids {
+        operation(&mut doc, method, path)["parameters"] = json!([{
+            "name": "id", "in": "path", "required": true,
+            "schema": {"type": "string", "minLength": 1},
+            "example": id,
+        }]);
+    }
+    for (method, path, body) in bodies {
+        operation(&mut doc, method, path)["requestBody"]["content"]["application/json"]
+            ["example"] = body.clone();
     }
     doc
 }
@@ -301,6 +305,37 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
             ("DELETE", "/servers/{id}", &doomed_server),
             ("DELETE", "/tokens/{id}", &doomed_token),
             ("DELETE", "/admin/sessions/{id}", &session),
+        ],
+        // Credentials the counter ignores: registered and updated for real,
+        // so answers with masked secrets are checked against the document.
+        &[
+            (
+                "POST",
+                "/gateways",
+                json!({
+                    "name": "example", "url": counter.url(),
+                    "auth_type": "authheaders",
+                    "auth_headers": [{"key": "x-api-key", "value": "s3cret"}],
+                }),
+            ),
+            (
+                "PUT",
+                "/gateways/{id}",
+                json!({
+                    "auth_type": "query_param",
+                    "auth_query_param_key": "key", "auth_query_param_value": "s3cret",
+                }),
+            ),
+            (
+                "POST",
+                "/servers",
+                json!({"name": "example", "associated_tools": [&tool]}),
+            ),
+            (
+                "POST",
+                "/tokens",
+                json!({"name": "example", "expires": "1h"}),
+            ),
         ],
     );
     let dir = tempfile::tempdir().expect("temp dir");
