@@ -166,6 +166,7 @@ async fn openapi_document_is_public_and_true_to_the_routes() {
 
     let base = gw.url("");
     let v1 = gw.url("/v1");
+    let non_admin = crate::support::gateway::authorized_client(&gw.mint("reader", false).await);
     for (method, path) in &documented {
         let statuses = documented_statuses(&doc, method, path);
         let public = PUBLIC.contains(&path.as_str());
@@ -196,6 +197,13 @@ async fn openapi_document_is_public_and_true_to_the_routes() {
         } else {
             assert_eq!(status, 401, "{method} {path} without a token: {body}");
             assert!(statuses.contains(&"401".to_owned()), "{method} {path}");
+            // 403 is documented exactly where a non-admin gets it.
+            let (status, body) = probe(&non_admin, &base, method, path).await;
+            assert_eq!(
+                status == 403,
+                statuses.contains(&"403".to_owned()),
+                "{method} {path} with a non-admin token: {status} {body}; documented {statuses:?}"
+            );
         }
     }
 }
