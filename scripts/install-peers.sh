@@ -7,7 +7,7 @@
 #
 # Layout:
 #   target/peers/.lock                lock file (flock)
-#   target/peers/py/                  Python venv with the MCP Python SDK
+#   target/peers/py/                  Python venv with the MCP Python SDK and schemathesis
 #   target/peers/py/.switchyard-stamp pins the venv was built from
 #   target/peers/node/                Node 22 (npm package `node`) + conformance suite,
 #                                     server-everything, Inspector, pinned in package.json
@@ -37,6 +37,10 @@ die() { log "error: $*"; exit 1; }
 # mcp 2.3.0 brings httpx2 (a separate distribution, imported by the client
 # scripts directly) and mcp-types. The whole resolved set is pinned so the
 # interop tests see the same peer on every machine; bump them together.
+#
+# schemathesis fuzzes the REST API from its OpenAPI document (/openapi.json,
+# tests/it/openapi.rs); it and what it brings (hypothesis, requests, pytest,
+# ...) are pinned in the same set, resolved together with the SDK's pins.
 # ---------------------------------------------------------------------------
 PY_REQUIREMENTS="$(cat <<'EOF'
 mcp==2.3.0
@@ -67,6 +71,29 @@ truststore==0.10.5
 typing-inspection==0.4.5
 typing_extensions==4.16.0
 uvicorn==0.54.0
+schemathesis==4.32.5
+certifi==2026.10.19.post1
+charset-normalizer==3.5.3
+graphql-core==3.3.2
+harfile==0.6.0
+hypothesis==6.170.17
+hypothesis-graphql==0.13.5
+iniconfig==2.3.1
+jsonschema_rs==0.60.3
+markdown-it-py==4.3.0
+MarkupSafe==3.0.4
+mdurl==0.1.2
+packaging==26.4
+pluggy==1.7.0
+Pygments==2.21.0
+pyrate-limiter==4.5.1
+pytest==9.2.0
+PyYAML==6.0.4
+requests==2.34.2
+rich==15.0.0
+sortedcontainers==2.4.0
+urllib3==2.8.0
+Werkzeug==3.1.9
 EOF
 )"
 
@@ -105,7 +132,7 @@ install_python_peers() {
     want="$(py_stamp_content)"
     if [ -f "$PY_STAMP" ] && [ -x "$PY_VENV/bin/python" ] \
         && [ "$(cat "$PY_STAMP")" = "$want" ] \
-        && "$PY_VENV/bin/python" -c 'import mcp, httpx2' >/dev/null 2>&1; then
+        && "$PY_VENV/bin/python" -c 'import mcp, httpx2, schemathesis' >/dev/null 2>&1; then
         log "python peers up to date ($PY_VENV)"
         return 0
     fi
@@ -116,17 +143,19 @@ install_python_peers() {
 
     local req="$PY_VENV/requirements.txt"
     printf '%s\n' "$PY_REQUIREMENTS" >"$req"
-    log "installing mcp==2.3.0 and pinned dependencies from PyPI"
+    log "installing mcp==2.3.0, schemathesis==4.32.5 and pinned dependencies from PyPI"
     PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
         "$PY_VENV/bin/python" -m pip install --quiet --retries 5 --timeout 60 -r "$req" >&2 \
         || die "pip install failed (the venv is left without a stamp and will be rebuilt next run)"
     "$PY_VENV/bin/python" -c 'import mcp, httpx2; from mcp import Client; from mcp.client.streamable_http import streamable_http_client' \
         || die "the installed MCP Python SDK does not import"
+    "$PY_VENV/bin/schemathesis" --version >/dev/null \
+        || die "the installed schemathesis does not run"
 
     # Written last: its presence means the venv is complete.
     printf '%s\n' "$want" >"$PY_STAMP.tmp"
     mv -f "$PY_STAMP.tmp" "$PY_STAMP"
-    log "python peers installed ($("$PY_VENV/bin/python" -m pip show mcp 2>/dev/null | sed -n 's/^Version: /mcp /p'))"
+    log "python peers installed (mcp $("$PY_VENV/bin/python" -m pip show mcp 2>/dev/null | sed -n 's/^Version: //p'), $("$PY_VENV/bin/schemathesis" --version 2>/dev/null))"
 }
 
 # ---------------------------------------------------------------------------

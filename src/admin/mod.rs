@@ -7,6 +7,7 @@
 mod error;
 mod gateways;
 mod items;
+mod openapi;
 mod servers;
 mod sessions;
 mod tokens;
@@ -28,7 +29,7 @@ use crate::auth::{protect, Access, Flavor};
 /// Every route with its access (see README, "Security"): reads for any
 /// principal, writes and the admin window for admins; `/tools` (including
 /// `invoke`, a tool call like `tools/call` on `/mcp`), `/prompts` and
-/// `/resources` for any principal. Only `/health` is open.
+/// `/resources` for any principal. Only `/health` and `/openapi.json` are open.
 pub fn routes(app: &Arc<App>) -> Router<Arc<App>> {
     let catalog = Router::new()
         .merge(gateways::routes())
@@ -46,6 +47,7 @@ pub fn routes(app: &Arc<App>) -> Router<Arc<App>> {
         .merge(protect(admin, app, Access::Admin, Flavor::Rest));
     Router::new()
         .route("/health", get(health))
+        .route("/openapi.json", get(openapi::serve))
         .nest("/v1", api.clone())
         .merge(api)
 }

@@ -18,6 +18,7 @@ mod isolation;
 mod legacy_sse;
 mod lifecycle;
 mod limits;
+mod openapi;
 mod protected_resource;
 mod python_sdk;
 mod server_messages;

@@ -78,3 +78,21 @@ pub fn node(script: &str) -> (PathBuf, PathBuf) {
     );
     (node, script)
 }
+
+/// The schemathesis CLI in the Python venv. `None` when the peers could not
+/// be installed — the caller skips — unless `SWITCHYARD_REQUIRE_PEERS=1`
+/// (set by `scripts/test.sh`), which turns their absence into a failure.
+pub fn schemathesis() -> Option<PathBuf> {
+    let bin = repo_root().join("target/peers/py/bin/schemathesis");
+    let missing = match ensure_installed() {
+        Ok(()) if bin.exists() => return Some(bin),
+        Ok(()) => format!("{} missing after install", bin.display()),
+        Err(e) => e.clone(),
+    };
+    assert!(
+        std::env::var("SWITCHYARD_REQUIRE_PEERS").as_deref() != Ok("1"),
+        "schemathesis unavailable: {missing}"
+    );
+    eprintln!("skipping: schemathesis unavailable ({missing}); run scripts/install-peers.sh");
+    None
+}
