@@ -44,7 +44,11 @@ pub fn routes(app: &Arc<App>) -> Router<Arc<App>> {
     let api = Router::new()
         .merge(protect(catalog, app, Access::AdminForWrites, Flavor::Rest))
         .merge(protect(callers, app, Access::Any, Flavor::Rest))
-        .merge(protect(admin, app, Access::Admin, Flavor::Rest));
+        .merge(protect(admin, app, Access::Admin, Flavor::Rest))
+        // The same body limit as the MCP endpoints (axum's own default is 2 MB).
+        .layer(axum::extract::DefaultBodyLimit::max(
+            app.settings.limits.max_body_bytes,
+        ));
     Router::new()
         .route("/health", get(health))
         .route("/openapi.json", get(openapi::serve))

@@ -248,3 +248,24 @@ async fn a_principal_over_its_in_flight_limit_gets_429_others_do_not() {
     );
     assert_eq!(gateway_count(&gw).await, 1);
 }
+
+/// The REST API takes the same `--max-body-bytes` as the MCP endpoints, in
+/// both directions: below it a body is read, above it 413 and nothing stored.
+#[tokio::test]
+async fn rest_bodies_follow_the_configured_limit() {
+    let gw = TestGateway::start_with(limits(|s| s.limits.max_body_bytes = 8 * 1024)).await;
+    let body_of = |len: usize| json!({"name": "s", "description": "x".repeat(len)}).to_string();
+    let post = |body: String| {
+        gw.http
+            .post(gw.url("/servers"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let big = post(body_of(16 * 1024)).await.unwrap();
+    assert_eq!(big.status(), 413);
+    let fits = post(body_of(4 * 1024)).await.unwrap();
+    assert_eq!(fits.status(), 201);
+    let servers = gw.get_json("/servers").await;
+    assert_eq!(servers.as_array().unwrap().len(), 1, "{servers}");
+}
