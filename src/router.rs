@@ -24,6 +24,7 @@ use tracing::Instrument;
 use crate::app::App;
 use crate::catalog::{Gateway, Scope, ScopeView};
 use crate::downstream::session::{lock, DownstreamSession, Inflight, Outgoing, PendingRequest};
+use crate::interim;
 use crate::jsonrpc::{self, code, Message, Request};
 use crate::passthrough;
 use crate::registry::RegistryError;
@@ -123,7 +124,27 @@ pub struct RequestContext {
     pub downstream_headers: HeaderMap,
     /// Where messages for the client go while the request is in progress
     /// (serialized JSON-RPC messages); `None` when the client cannot take them.
-    pub relay: Option<mpsc::UnboundedSender<String>>,
+    pub relay: Option<ClientSink>,
+}
+
+/// Where a request's interim messages for the client go.
+pub enum ClientSink {
+    /// The request's own response, which turns into an event stream on the first one.
+    Response(interim::Sender<String>),
+    /// A stream the session's requests share (legacy HTTP+SSE).
+    Stream(mpsc::UnboundedSender<String>),
+}
+
+impl ClientSink {
+    fn send(&self, body: String) {
+        match self {
+            ClientSink::Response(q) => q.send(body),
+            // A client that went away drops the receiver; nothing more to do.
+            ClientSink::Stream(tx) => {
+                let _ = tx.send(body);
+            }
+        }
+    }
 }
 
 impl RequestContext {
@@ -509,7 +530,7 @@ async fn call_relayed(
             cancel: cancel.clone(),
         },
     );
-    let (interim_tx, mut interim) = mpsc::unbounded_channel();
+    let (interim_tx, interim) = interim::queue();
     let call = Call {
         method: req.method.clone(),
         params: Some(jsonrpc::to_raw(&params)),
@@ -522,11 +543,11 @@ async fn call_relayed(
         tokio::select! {
             r = &mut answer => break r.map_err(|source| RouteError::Upstream { gateway: String::new(), source }),
             _ = cancel.cancelled() => break Err(RouteError::Cancelled),
-            Some(m) = interim.recv() => relay(app, session, view, upstream, m, ctx).await,
+            m = interim.recv() => relay(app, session, view, upstream, m, ctx).await,
         }
     };
     // Messages sent just before the answer are still queued: they go first.
-    while let Ok(m) = interim.try_recv() {
+    while let Some(m) = interim.try_recv() {
         relay(app, session, view, upstream, m, ctx).await;
     }
     lock(&session.inflight).remove(&key);
@@ -559,8 +580,7 @@ async fn relay(
 ) {
     if let Some(body) = to_client(app, session, view, upstream, m, ctx.relay.is_some()).await {
         if let Some(sink) = &ctx.relay {
-            // A client that went away drops the receiver; nothing more to do.
-            let _ = sink.send(body);
+            sink.send(body);
         }
     }
 }
