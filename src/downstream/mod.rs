@@ -59,9 +59,8 @@ pub fn routes(app: &Arc<App>) -> Router<Arc<App>> {
         .merge(legacy_sse::routes());
     // The rebinding guard is the outer layer: a foreign page is refused
     // before its credentials are even looked at.
-    crate::auth::protect(routes, app, Access::Any, Flavor::JsonRpc).route_layer(
-        axum::middleware::from_fn_with_state(Arc::clone(app), guard::check),
-    )
+    crate::auth::protect(routes, app, Access::Any, Flavor::JsonRpc)
+        .route_layer(guard::GuardLayer::new(app))
 }
 
 // Every handler gets the caller from the auth layer (`auth::protect`).
