@@ -167,6 +167,26 @@ pub enum Parsed {
 }
 
 pub fn parse_one(body: &[u8]) -> Result<Message, EnvelopeError> {
+    // One pass for the usual well-formed object. Deserializing the envelope
+    // reads (and validates) the whole document, so what it accepts is what
+    // the two-step path below accepts; only its errors cannot tell a syntax
+    // error (-32700) from a malformed envelope (-32600), so any failure
+    // takes the two-step path to be classified exactly as before.
+    // (UTF-8 is checked first: skipped members are not checked by serde_json.)
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    let fast = match std::str::from_utf8(body) {
+        Ok(text) if first == Some(&b'{') => serde_json::from_str::<Envelope>(text).ok(),
+        _ => None,
+    };
+    let env = match fast {
+        Some(env) => env,
+        None => envelope_slow(body)?,
+    };
+    classify(env)
+}
+
+/// Parse (-32700), then the envelope (-32600): every error named precisely.
+fn envelope_slow(body: &[u8]) -> Result<Envelope, EnvelopeError> {
     let value: Box<RawValue> = serde_json::from_slice(body).map_err(EnvelopeError::Parse)?;
     if !value.get().starts_with('{') {
         return Err(EnvelopeError::Invalid {
@@ -174,10 +194,13 @@ pub fn parse_one(body: &[u8]) -> Result<Message, EnvelopeError> {
             id: None,
         });
     }
-    let env: Envelope = serde_json::from_str(value.get()).map_err(|_| EnvelopeError::Invalid {
+    serde_json::from_str(value.get()).map_err(|_| EnvelopeError::Invalid {
         reason: "malformed JSON-RPC envelope",
         id: None,
-    })?;
+    })
+}
+
+fn classify(env: Envelope) -> Result<Message, EnvelopeError> {
     let id_ok = env.id.as_deref().is_none_or(valid_id);
     let invalid = |reason| EnvelopeError::Invalid {
         reason,
@@ -343,6 +366,33 @@ mod tests {
             r#""just a string""#,
         ] {
             assert_eq!(one(bad).unwrap_err().code(), code::INVALID_REQUEST, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_one_pass_path_classifies_like_the_two_step_one() {
+        let cases: [&[u8]; 9] = [
+            br#"{"jsonrpc":"2.0","id":1,"method":"ping","extra":{"a":[1,2]}}"#,
+            br#"  {"jsonrpc":"2.0","id":1,"method":"ping"}  "#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"ping"} x"#,
+            br#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"ping","x":"#,
+            b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"x\":\"\xff\"}",
+            br#"["2.0",1,"ping"]"#,
+            br#"{"jsonrpc":"2.0","method":5,"#,
+            br#"{"jsonrpc":"2.0","id":"a","result":{"content":[]}}"#,
+        ];
+        for body in cases {
+            let two_step = envelope_slow(body).and_then(classify);
+            let got = parse_one(body);
+            let code =
+                |r: &Result<Message, EnvelopeError>| r.as_ref().err().map(EnvelopeError::code);
+            assert_eq!(
+                code(&got),
+                code(&two_step),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 

@@ -10,6 +10,7 @@
 //! - [`auth`]: who is calling (API tokens, JWTs) and whether they may; `/.well-known/oauth-protected-resource`.
 //! - [`jsonrpc`], [`mcp`], [`sse`]: wire types and framing, no I/O.
 //! - [`downstream`]: the MCP endpoints clients talk to (`/mcp`, `/servers/{id}/mcp`) and their sessions.
+//! - [`interim`]: the per-request queue for messages an upstream sends before its answer.
 //! - [`router`]: what each MCP method does — answered locally or routed to a gateway.
 //! - [`registry`]: `(downstream session, gateway)` → one live upstream session.
 //! - [`upstream`]: the MCP client side: Streamable HTTP, session owner tasks, discovery.
@@ -30,6 +31,7 @@ pub mod catalog;
 pub mod config;
 pub mod downstream;
 pub mod fs;
+pub mod interim;
 pub mod jsonrpc;
 pub mod lifecycle;
 pub mod mcp;

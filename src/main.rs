@@ -11,6 +11,13 @@ use tracing_subscriber::EnvFilter;
 use switchyard::app::App;
 use switchyard::config::{LogFormat, ServeArgs, Settings};
 
+/// Every relayed call allocates and frees dozens of short-lived buffers,
+/// futures and header maps, often on another thread than the one that
+/// allocated them; glibc malloc spent ~18 % of the gateway's CPU on that
+/// (bench/RESULTS.md). The binary only: the library leaves the choice to its user.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Switchyard — an MCP gateway.
 ///
 /// Clients connect to one Streamable HTTP endpoint (/mcp, or /servers/{id}/mcp

@@ -24,6 +24,7 @@ use tracing::Instrument;
 use crate::app::App;
 use crate::catalog::{Gateway, Scope, ScopeView};
 use crate::downstream::session::{lock, DownstreamSession, Inflight, Outgoing, PendingRequest};
+use crate::interim;
 use crate::jsonrpc::{self, code, Message, Request};
 use crate::passthrough;
 use crate::registry::RegistryError;
@@ -124,7 +125,27 @@ pub struct RequestContext {
     pub downstream_headers: HeaderMap,
     /// Where messages for the client go while the request is in progress
     /// (serialized JSON-RPC messages); `None` when the client cannot take them.
-    pub relay: Option<mpsc::UnboundedSender<String>>,
+    pub relay: Option<ClientSink>,
+}
+
+/// Where a request's interim messages for the client go.
+pub enum ClientSink {
+    /// The request's own response, which turns into an event stream on the first one.
+    Response(interim::Sender<String>),
+    /// A stream the session's requests share (legacy HTTP+SSE).
+    Stream(mpsc::UnboundedSender<String>),
+}
+
+impl ClientSink {
+    fn send(&self, body: String) {
+        match self {
+            ClientSink::Response(q) => q.send(body),
+            // A client that went away drops the receiver; nothing more to do.
+            ClientSink::Stream(tx) => {
+                let _ = tx.send(body);
+            }
+        }
+    }
 }
 
 impl RequestContext {
@@ -246,20 +267,35 @@ async fn dispatch(
         "resources/list" => listed(view.resources_list()),
         "resources/templates/list" => listed(view.templates_list()),
         "tools/call" => {
+            // The usual call: only the name changes, the rest crosses as sent.
+            if let Some(named) = NamedParams::find(req) {
+                let tool = view.tool(&named.name).ok_or(RouteError::UnknownTool {
+                    name: named.name.clone(),
+                })?;
+                let params = named.renamed(&tool.original_name);
+                return forward(app, view, &via, &tool.gateway, req, params, ctx).await;
+            }
             let mut params = params_object(req)?;
             let name = string_param(&params, "name")?;
             let tool = view.tool(&name).ok_or(RouteError::UnknownTool { name })?;
             params.insert("name".into(), Value::String(tool.original_name.clone()));
-            forward(app, view, &via, &tool.gateway, req, params, ctx).await
+            forward(app, view, &via, &tool.gateway, req, params.into(), ctx).await
         }
         "prompts/get" => {
+            if let Some(named) = NamedParams::find(req) {
+                let prompt = view.prompt(&named.name).ok_or(RouteError::UnknownPrompt {
+                    name: named.name.clone(),
+                })?;
+                let params = named.renamed(&prompt.key);
+                return forward(app, view, &via, &prompt.gateway, req, params, ctx).await;
+            }
             let mut params = params_object(req)?;
             let name = string_param(&params, "name")?;
             let prompt = view
                 .prompt(&name)
                 .ok_or(RouteError::UnknownPrompt { name })?;
             params.insert("name".into(), Value::String(prompt.key.clone()));
-            forward(app, view, &via, &prompt.gateway, req, params, ctx).await
+            forward(app, view, &via, &prompt.gateway, req, params.into(), ctx).await
         }
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
             let mut params = params_object(req)?;
@@ -269,7 +305,7 @@ async fn dispatch(
                 .ok_or(RouteError::UnknownResource { uri })?;
             let gateway = Arc::clone(gateway);
             params.insert("uri".into(), Value::String(original));
-            let outcome = forward(app, view, &via, &gateway, req, params, ctx).await?;
+            let outcome = forward(app, view, &via, &gateway, req, params.into(), ctx).await?;
             match outcome {
                 Outcome::Result(result)
                     if req.method == "resources/read" && !view.is_passthrough() =>
@@ -318,7 +354,7 @@ async fn dispatch(
                 }
             };
             params.insert("ref".into(), rewritten);
-            forward(app, view, &via, &gateway, req, params, ctx).await
+            forward(app, view, &via, &gateway, req, params.into(), ctx).await
         }
         "logging/setLevel" => {
             let params = params_object(req)?;
@@ -347,6 +383,134 @@ fn params_object(req: &Request) -> Result<Map<String, Value>, RouteError> {
             reason: format!("{} params must be an object", req.method),
         }),
         None => Ok(Map::new()),
+    }
+}
+
+/// Params on their way upstream: as the client sent them but for one
+/// rewritten member (raw text, never re-serialized), or parsed because more
+/// had to change.
+enum Params {
+    Raw(Box<RawValue>),
+    Parsed(Map<String, Value>),
+}
+
+impl From<Map<String, Value>> for Params {
+    fn from(map: Map<String, Value>) -> Self {
+        Params::Parsed(map)
+    }
+}
+
+impl Params {
+    /// The parsed form, for adding members (trace context in `_meta`).
+    fn parsed_mut(&mut self) -> &mut Map<String, Value> {
+        if let Params::Raw(raw) = self {
+            // Raw params come from `NamedParams`, which read them as an object.
+            let map = serde_json::from_str(raw.get()).unwrap_or_default();
+            *self = Params::Parsed(map);
+        }
+        match self {
+            Params::Parsed(map) => map,
+            Params::Raw(_) => unreachable!("converted above"),
+        }
+    }
+
+    fn into_raw(self) -> Box<RawValue> {
+        match self {
+            Params::Raw(raw) => raw,
+            Params::Parsed(map) => jsonrpc::to_raw(&map),
+        }
+    }
+}
+
+/// A request whose params are an object with exactly one `"name"` member, a
+/// string: where that string sits in the raw text, so it can be replaced
+/// without parsing and re-serializing everything else (the arguments).
+struct NamedParams<'a> {
+    raw: &'a str,
+    /// Byte range of the name's JSON string (quotes included) in `raw`.
+    at: std::ops::Range<usize>,
+    name: String,
+}
+
+impl<'a> NamedParams<'a> {
+    /// `None` for anything unusual (no params, not an object, a repeated or
+    /// non-string name, unreadable JSON): the parsed path handles, and
+    /// refuses, those exactly as before.
+    fn find(req: &'a Request) -> Option<NamedParams<'a>> {
+        let raw = req.params.as_deref()?.get();
+        let members: NameMember<'a> = serde_json::from_str(raw).ok()?;
+        let value = members.value.filter(|_| !members.repeated)?;
+        let name: String = serde_json::from_str(value.get()).ok()?;
+        // `value` borrows from `raw`: its offset is where it sits in the text.
+        let start = (value.get().as_ptr() as usize).checked_sub(raw.as_ptr() as usize)?;
+        let at = start..start + value.get().len();
+        (raw.get(at.clone()) == Some(value.get())).then_some(NamedParams { raw, at, name })
+    }
+
+    /// The params with the name replaced by `name`.
+    fn renamed(&self, name: &str) -> Params {
+        let quoted = Value::String(name.to_owned()).to_string();
+        let mut text = String::with_capacity(self.raw.len() + quoted.len());
+        text.push_str(&self.raw[..self.at.start]);
+        text.push_str(&quoted);
+        text.push_str(&self.raw[self.at.end..]);
+        Params::Raw(jsonrpc::raw(text))
+    }
+}
+
+/// The `"name"` member of a JSON object, read without building the rest.
+struct NameMember<'a> {
+    value: Option<&'a RawValue>,
+    repeated: bool,
+}
+
+impl<'de> serde::Deserialize<'de> for NameMember<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = NameMember<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut found = NameMember {
+                    value: None,
+                    repeated: false,
+                };
+                while let Some(key) = map.next_key::<IsName>()? {
+                    if key.0 {
+                        found.repeated |= found.value.is_some();
+                        found.value = Some(map.next_value()?);
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(found)
+            }
+        }
+        d.deserialize_map(Members)
+    }
+}
+
+/// Whether an object key is `"name"` (escaped spellings included).
+struct IsName(bool);
+
+impl<'de> serde::Deserialize<'de> for IsName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Key;
+        impl serde::de::Visitor<'_> for Key {
+            type Value = IsName;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<IsName, E> {
+                Ok(IsName(key == "name"))
+            }
+        }
+        d.deserialize_str(Key)
     }
 }
 
@@ -382,7 +546,7 @@ async fn forward(
     via: &Via<'_>,
     gateway: &Arc<Gateway>,
     req: &Request,
-    mut params: Map<String, Value>,
+    mut params: Params,
     ctx: &RequestContext,
 ) -> Result<Outcome, RouteError> {
     if !gateway.reachable {
@@ -394,7 +558,9 @@ async fn forward(
                 .unwrap_or_else(|| "no successful health check yet".into()),
         });
     }
-    let headers = upstream_headers(app, gateway, ctx, Some(&mut params));
+    // Only a trace context adds to the params (`_meta`); parse them just then.
+    let annotate = ctx.trace.is_some().then(|| params.parsed_mut());
+    let headers = upstream_headers(app, gateway, ctx, annotate);
     let upstream_error = |source| RouteError::Upstream {
         gateway: gateway.name.clone(),
         source,
@@ -405,7 +571,7 @@ async fn forward(
             app.registry.connector(),
             &gateway.connection,
             &req.method,
-            Some(jsonrpc::to_raw(&params)),
+            Some(params.into_raw()),
             headers,
         )
         .await
@@ -489,7 +655,7 @@ async fn apply_log_level(app: &App, session: &DownstreamSession, upstream: &Upst
 async fn call_relayed(
     hop: Hop<'_>,
     req: &Request,
-    params: Map<String, Value>,
+    params: Params,
     headers: HeaderMap,
     ctx: &RequestContext,
 ) -> Result<Reply, RouteError> {
@@ -510,10 +676,10 @@ async fn call_relayed(
             cancel: cancel.clone(),
         },
     );
-    let (interim_tx, mut interim) = mpsc::unbounded_channel();
+    let (interim_tx, interim) = interim::queue();
     let call = Call {
         method: req.method.clone(),
-        params: Some(jsonrpc::to_raw(&params)),
+        params: Some(params.into_raw()),
         headers,
         interim: Some(interim_tx),
     };
@@ -523,11 +689,11 @@ async fn call_relayed(
         tokio::select! {
             r = &mut answer => break r.map_err(|source| RouteError::Upstream { gateway: String::new(), source }),
             _ = cancel.cancelled() => break Err(RouteError::Cancelled),
-            Some(m) = interim.recv() => relay(app, session, view, upstream, m, ctx).await,
+            m = interim.recv() => relay(app, session, view, upstream, m, ctx).await,
         }
     };
     // Messages sent just before the answer are still queued: they go first.
-    while let Ok(m) = interim.try_recv() {
+    while let Some(m) = interim.try_recv() {
         relay(app, session, view, upstream, m, ctx).await;
     }
     lock(&session.inflight).remove(&key);
@@ -560,8 +726,7 @@ async fn relay(
 ) {
     if let Some(body) = to_client(app, session, view, upstream, m, ctx.relay.is_some()).await {
         if let Some(sink) = &ctx.relay {
-            // A client that went away drops the receiver; nothing more to do.
-            let _ = sink.send(body);
+            sink.send(body);
         }
     }
 }
@@ -728,4 +893,69 @@ pub async fn cancel_request(session: &DownstreamSession, params: Option<&RawValu
         tracing::debug!(error = %e, "could not forward a cancellation upstream");
     }
     inflight.cancel.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(params: &str) -> Request {
+        Request {
+            id: jsonrpc::raw("1".to_owned()),
+            method: "tools/call".to_owned(),
+            params: Some(jsonrpc::raw(params.to_owned())),
+        }
+    }
+
+    fn renamed(params: &str, to: &str) -> Option<(String, String)> {
+        let req = request(params);
+        let named = NamedParams::find(&req)?;
+        let out = named.renamed(to).into_raw().get().to_owned();
+        Some((named.name, out))
+    }
+
+    #[test]
+    fn the_name_is_replaced_and_every_other_byte_kept() {
+        let params = r#"{ "arguments" : {"n": 1.50, "big": 123456789012345678901234567890, "name": "inner"},
+            "name":"gw-echo", "_meta": {"progressToken": "t"} }"#;
+        let (name, out) = renamed(params, "ech\"o").unwrap();
+        assert_eq!(name, "gw-echo");
+        assert_eq!(out, params.replace(r#""gw-echo""#, r#""ech\"o""#));
+    }
+
+    #[test]
+    fn escaped_names_and_keys_are_read_as_json() {
+        let (name, out) = renamed(r#"{"na\u006de":"gw-\u00e9"}"#, "x").unwrap();
+        assert_eq!(name, "gw-é");
+        assert_eq!(out, r#"{"na\u006de":"x"}"#);
+    }
+
+    #[test]
+    fn unusual_params_are_left_to_the_parsed_path() {
+        for params in [
+            r#"{"name":"a","name":"b"}"#,
+            r#"{"name":7}"#,
+            r#"{"arguments":{}}"#,
+            r#"["name"]"#,
+        ] {
+            assert!(NamedParams::find(&request(params)).is_none(), "{params}");
+        }
+        let mut no_params = request("{}");
+        no_params.params = None;
+        assert!(NamedParams::find(&no_params).is_none());
+    }
+
+    #[test]
+    fn raw_params_can_still_take_a_trace_context() {
+        let req = request(r#"{"name":"gw-echo","arguments":{}}"#);
+        let mut params = NamedParams::find(&req).unwrap().renamed("echo");
+        params
+            .parsed_mut()
+            .insert("_meta".into(), json!({"traceparent": "x"}));
+        let out: Value = serde_json::from_str(params.into_raw().get()).unwrap();
+        assert_eq!(
+            out,
+            json!({"name": "echo", "arguments": {}, "_meta": {"traceparent": "x"}})
+        );
+    }
 }

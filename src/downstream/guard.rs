@@ -9,20 +9,76 @@
 //!
 //! Refusals are 403 with a JSON-RPC error body.
 
+use std::convert::Infallible;
+use std::future::{ready, Ready};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header::{CONTENT_TYPE, HOST, ORIGIN};
-use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::Next;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures_util::future::Either;
 
 use crate::app::App;
 use crate::jsonrpc::{self, code};
 
-pub async fn check(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    let headers = req.headers();
+/// The check as a layer of its own rather than `axum::middleware::from_fn`:
+/// it never waits, so it needs neither from_fn's boxed future nor its clone
+/// of the inner service on every request.
+#[derive(Clone)]
+pub struct GuardLayer {
+    app: Arc<App>,
+}
+
+impl GuardLayer {
+    pub fn new(app: &Arc<App>) -> Self {
+        Self {
+            app: Arc::clone(app),
+        }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for GuardLayer {
+    type Service = Guard<S>;
+
+    fn layer(&self, inner: S) -> Guard<S> {
+        Guard {
+            app: Arc::clone(&self.app),
+            inner,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Guard<S> {
+    app: Arc<App>,
+    inner: S,
+}
+
+impl<S> tower_service::Service<Request> for Guard<S>
+where
+    S: tower_service::Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<Ready<Result<Response, Infallible>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        match refusal(&self.app, req.headers()) {
+            Some(refused) => Either::Left(ready(Ok(refused))),
+            None => Either::Right(self.inner.call(req)),
+        }
+    }
+}
+
+/// The 403 for a request from a foreign page, or `None` to let it through.
+fn refusal(app: &App, headers: &HeaderMap) -> Option<Response> {
     let security = &app.settings.security;
     if let Some(origin) = headers.get(ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
@@ -35,7 +91,7 @@ pub async fn check(State(app): State<Arc<App>>, req: Request, next: Next) -> Res
                 .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
         };
         if !allowed {
-            return forbidden(&format!("Origin {origin:?} is not allowed"));
+            return Some(forbidden(&format!("Origin {origin:?} is not allowed")));
         }
     }
     if app.settings.host.is_loopback() {
@@ -50,12 +106,12 @@ pub async fn check(State(app): State<Arc<App>>, req: Request, next: Next) -> Res
                 .iter()
                 .any(|h| h.eq_ignore_ascii_case(name));
         if !allowed {
-            return forbidden(&format!(
+            return Some(forbidden(&format!(
                 "Host {host:?} is not allowed for a gateway bound to loopback"
-            ));
+            )));
         }
     }
-    next.run(req).await
+    None
 }
 
 fn forbidden(message: &str) -> Response {
@@ -92,7 +148,11 @@ fn strip_port(host: &str) -> &str {
 fn is_loopback_name(name: &str) -> bool {
     let name = name.trim_start_matches('[').trim_end_matches(']');
     name.eq_ignore_ascii_case("localhost")
-        || name.to_ascii_lowercase().ends_with(".localhost")
+        || name
+            .len()
+            .checked_sub(".localhost".len())
+            .and_then(|at| name.get(at..))
+            .is_some_and(|tail| tail.eq_ignore_ascii_case(".localhost"))
         || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
@@ -110,6 +170,7 @@ mod tests {
                 && is_loopback_name("127.0.0.2")
                 && is_loopback_name("::1")
         );
+        assert!(is_loopback_name("app.LocalHost") && !is_loopback_name("localhost.evil"));
         assert!(!is_loopback_name("evil.example") && !is_loopback_name("10.0.0.1"));
         assert!(
             origin_is_loopback("http://localhost:3000") && origin_is_loopback("http://[::1]:1")

@@ -294,7 +294,7 @@ fn answer_on_stream(
     slots: (Permit, Permit),
 ) {
     let mut ctx = RequestContext::from_headers(app, headers);
-    ctx.relay = Some(stream.to_client.clone());
+    ctx.relay = Some(router::ClientSink::Stream(stream.to_client.clone()));
     let to_client = stream.to_client.clone();
     let app = Arc::clone(app);
     tokio::spawn(async move {

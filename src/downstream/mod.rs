@@ -26,11 +26,11 @@ use axum::{Extension, Router};
 use futures_util::{stream, StreamExt};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 
 use crate::app::App;
 use crate::auth::{Access, Flavor, Principal};
 use crate::catalog::Scope;
+use crate::interim;
 use crate::jsonrpc::{self, code, Message, Parsed};
 use crate::mcp;
 use crate::registry::EvictReason;
@@ -59,9 +59,8 @@ pub fn routes(app: &Arc<App>) -> Router<Arc<App>> {
         .merge(legacy_sse::routes());
     // The rebinding guard is the outer layer: a foreign page is refused
     // before its credentials are even looked at.
-    crate::auth::protect(routes, app, Access::Any, Flavor::JsonRpc).route_layer(
-        axum::middleware::from_fn_with_state(Arc::clone(app), guard::check),
-    )
+    crate::auth::protect(routes, app, Access::Any, Flavor::JsonRpc)
+        .route_layer(guard::GuardLayer::new(app))
 }
 
 // Every handler gets the caller from the auth layer (`auth::protect`).
@@ -386,10 +385,15 @@ async fn handle_post(
     session.touch();
     match message {
         Message::Request(req) => {
-            let (sink, interim) = mpsc::unbounded_channel();
             let mut ctx = crate::router::RequestContext::from_headers(app, headers);
             // Interim messages need an event stream; a JSON-only client gets none.
-            ctx.relay = accepts_sse(headers).then_some(sink);
+            let interim = if accepts_sse(headers) {
+                let (sink, interim) = interim::queue();
+                ctx.relay = Some(crate::router::ClientSink::Response(sink));
+                Some(interim)
+            } else {
+                None
+            };
             let app = Arc::clone(app);
             // The slots go with the answer: it may outlive this function
             // (streamed as SSE), and it is in flight until it is done.
@@ -442,17 +446,20 @@ fn accepts_sse(headers: &HeaderMap) -> bool {
 /// answer, then the end of the stream.
 async fn answer_request<F>(
     mut answer: Pin<Box<F>>,
-    mut interim: mpsc::UnboundedReceiver<String>,
+    interim: Option<interim::Receiver<String>>,
     framing: Framing,
 ) -> Response
 where
     F: Future<Output = String> + Send + 'static,
 {
+    let Some(interim) = interim else {
+        return respond(framing, answer.await);
+    };
     let first = tokio::select! {
         biased;
         body = &mut answer => {
             let mut early = String::new();
-            while let Ok(m) = interim.try_recv() {
+            while let Some(m) = interim.try_recv() {
                 early.push_str(&sse::message_event(&m, None));
             }
             if early.is_empty() {
@@ -461,7 +468,7 @@ where
             early.push_str(&sse::message_event(&body, None));
             return sse_response(Body::from(early));
         }
-        Some(first) = interim.recv() => first,
+        first = interim.recv() => first,
     };
     let state = (Some(first), Some((answer, interim)));
     let events = stream::unfold(state, |(first, rest)| async move {
@@ -471,13 +478,13 @@ where
                 (None, rest),
             ));
         }
-        let (mut answer, mut interim) = rest?;
+        let (mut answer, interim) = rest?;
         tokio::select! {
             biased;
-            Some(m) = interim.recv() => Some((Ok(Bytes::from(sse::message_event(&m, None))), (None, Some((answer, interim))))),
+            m = interim.recv() => Some((Ok(Bytes::from(sse::message_event(&m, None))), (None, Some((answer, interim))))),
             body = &mut answer => {
                 let mut tail = String::new();
-                while let Ok(m) = interim.try_recv() {
+                while let Some(m) = interim.try_recv() {
                     tail.push_str(&sse::message_event(&m, None));
                 }
                 tail.push_str(&sse::message_event(&body, None));

@@ -23,6 +23,7 @@ use super::http::{self, Endpoint};
 use super::wire::Wire;
 use super::{Connector, Reply, UpstreamError};
 use crate::catalog::{Connection, Transport};
+use crate::interim;
 use crate::jsonrpc::{self, Message};
 use crate::mcp;
 
@@ -48,7 +49,7 @@ pub struct Call {
     pub headers: HeaderMap,
     /// Where messages the upstream interleaves before its answer go
     /// (progress, logging, its own requests such as sampling); dropped when `None`.
-    pub interim: Option<mpsc::UnboundedSender<Message>>,
+    pub interim: Option<interim::Sender<Message>>,
 }
 
 impl Call {
@@ -289,7 +290,7 @@ impl UpstreamSession {
         let body = jsonrpc::request_body(id, &method, params.as_deref());
         let mut on_other = |m: Message| match &interim {
             Some(sink) => {
-                let _ = sink.send(m);
+                sink.send(m);
             }
             None => tracing::debug!(
                 ?m,
@@ -557,7 +558,7 @@ async fn connect_multiplexed(
 /// A request waiting for its answer on a multiplexed wire.
 struct Waiting {
     reply: oneshot::Sender<Result<Reply, UpstreamError>>,
-    interim: Option<mpsc::UnboundedSender<Message>>,
+    interim: Option<interim::Sender<Message>>,
     /// `params._meta.progressToken`, as JSON text, to route progress to it.
     progress_token: Option<String>,
 }
@@ -649,7 +650,7 @@ fn route_inbound(m: Message, waiting: &HashMap<u64, Waiting>, on_message: Option
     };
     match (owner.and_then(|w| w.interim.as_ref()), on_message) {
         (Some(sink), _) => {
-            let _ = sink.send(m);
+            sink.send(m);
         }
         (None, Some(deliver)) => deliver(m),
         (None, None) => tracing::debug!(?m, "upstream message with nobody to relay it to"),
@@ -661,13 +662,13 @@ async fn send_request(
     endpoint: Endpoint,
     id: u64,
     body: String,
-    interim: Option<mpsc::UnboundedSender<Message>>,
+    interim: Option<interim::Sender<Message>>,
     reply: oneshot::Sender<Result<Reply, UpstreamError>>,
 ) -> Option<UpstreamError> {
     let mut on_other = |m: Message| match &interim {
         // A caller that went away drops its receiver; nothing else to do.
         Some(sink) => {
-            let _ = sink.send(m);
+            sink.send(m);
         }
         None => tracing::debug!(
             ?m,

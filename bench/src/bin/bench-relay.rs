@@ -20,6 +20,11 @@ use serde_json::Value;
 
 const SESSION_HEADER: &str = "mcp-session-id";
 
+/// The gateway's allocator (see its `main.rs`): the floor should not lose
+/// to Switchyard on allocation alone.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Bare MCP relay: POST /mcp → upstream, stripping a prefix from tools/call names.
 /// Prints its URL as the first stdout line.
 #[derive(Parser)]
@@ -34,6 +39,10 @@ struct Args {
     /// Prefix removed from params.name of tools/call (e.g. "bench-").
     #[arg(long, default_value = "")]
     strip_prefix: String,
+    /// Tokio worker threads; 0 runs everything on one current-thread runtime
+    /// [default: one per CPU].
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 struct Relay {
@@ -93,9 +102,24 @@ async fn relay_answer(req: reqwest::RequestBuilder) -> Response {
     }
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    let mut rt = match args.threads {
+        Some(0) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    match rt.enable_all().build() {
+        Ok(rt) => rt.block_on(run(args)),
+        Err(e) => fail(&format!("cannot start the runtime: {e}")),
+    }
+}
+
+async fn run(args: Args) -> std::process::ExitCode {
     let client = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(1024)
