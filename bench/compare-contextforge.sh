@@ -26,6 +26,7 @@ ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
+no_arguments "$0" "$@"
 
 ROUNDS=${CF_ROUNDS:-2}
 DURATION=${CF_DURATION:-10}

@@ -138,3 +138,15 @@ hold_and_sample() {
 idle_sample() {
   echo "{\"memory\":{\"label\":\"$2\",\"sessions\":0,\"rss_kb\":$(tree_rss_kb "$3")}}" >> "$1"
 }
+
+# The scripts take no arguments (knobs are environment variables): --help
+# prints the script's header comment; anything else is refused before any
+# build or load starts.
+no_arguments() {
+  local script=$1; shift
+  case "${1:-}" in
+    "") ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$script" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "$(basename "$script") takes no arguments (got '$1'); its knobs are environment variables, see --help" >&2; exit 2 ;;
+  esac
+}

@@ -24,7 +24,7 @@
 #   BENCH_ROUNDS=3         interleaved rounds of the side-by-side scenarios
 #   BENCH_DURATION=5       seconds per measured run
 #   BENCH_WARMUP=1         seconds of unrecorded calls before each run
-#   BENCH_COLD=5           fresh sessions per run for the cold-start figure
+#   BENCH_COLD=20          fresh sessions per run for the cold-start figure
 #   BENCH_SCALE_LEVELS="100 1000 10000"   open sessions for the scaling curve
 #   BENCH_SCALE_CALLS=3000 measured calls per scaling level
 #   BENCH_MEM_LEVELS="1000 10000"         held sessions for the memory samples
@@ -36,6 +36,7 @@ ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
+no_arguments "$0" "$@"
 
 if [[ "${BENCH_QUICK:-0}" == 1 ]]; then
   ROUNDS=${BENCH_ROUNDS:-1}; DURATION=${BENCH_DURATION:-1}; WARMUP=${BENCH_WARMUP:-0.5}
@@ -46,7 +47,7 @@ else
   SCALE_LEVELS=${BENCH_SCALE_LEVELS:-"100 1000 10000"}; SCALE_CALLS=${BENCH_SCALE_CALLS:-3000}
   MEM_LEVELS=${BENCH_MEM_LEVELS:-"1000 10000"}
 fi
-COLD=${BENCH_COLD:-5}
+COLD=${BENCH_COLD:-20}
 HOLD_TIMEOUT=${BENCH_HOLD_TIMEOUT:-300}
 ARGS='{"text":"hello"}'
 
