@@ -98,19 +98,27 @@ pub fn describe(e: reqwest::Error) -> String {
     error_chain(&e.without_url())
 }
 
-/// The endpoint's headers on a request, plus a current OAuth token; returns
-/// the token used, so a 401 can retire it.
-pub(super) async fn authorize(
+/// A current OAuth access token for requests to `ep`, when it uses OAuth.
+/// Awaited before a request is built, so no request builder is held across
+/// it; boxed because the token fetch is a large future, and inlined it would
+/// grow every session task that may send a request, OAuth or not.
+pub(super) async fn oauth_token(ep: &Endpoint) -> Result<Option<HeaderValue>, UpstreamError> {
+    match &ep.oauth {
+        None => Ok(None),
+        Some(source) => Box::pin(source.header()).await.map(Some),
+    }
+}
+
+/// The endpoint's headers (static credentials, session) and the OAuth token.
+pub(super) fn with_credentials(
     rb: reqwest::RequestBuilder,
     ep: &Endpoint,
-) -> Result<(reqwest::RequestBuilder, Option<HeaderValue>), UpstreamError> {
+    token: &Option<HeaderValue>,
+) -> reqwest::RequestBuilder {
     let rb = rb.headers(ep.headers.clone());
-    match &ep.oauth {
-        None => Ok((rb, None)),
-        Some(source) => {
-            let token = source.header().await?;
-            Ok((rb.header(AUTHORIZATION, token.clone()), Some(token)))
-        }
+    match token {
+        Some(t) => rb.header(AUTHORIZATION, t.clone()),
+        None => rb,
     }
 }
 
@@ -134,13 +142,15 @@ async fn post(
 ) -> Result<reqwest::Response, UpstreamError> {
     // An OAuth token can be revoked or expire early: one retry with a fresh one.
     let retry = ep.oauth.as_ref().map(|_| body.clone());
-    let (rb, token) = authorize(client.post(ep.url.clone()), ep).await?;
+    let token = oauth_token(ep).await?;
+    let rb = with_credentials(client.post(ep.url.clone()), ep, &token);
     let mut resp = send_post(rb, body, timeout).await?;
     if let (StatusCode::UNAUTHORIZED, Some(source), Some(token), Some(body)) =
         (resp.status(), &ep.oauth, token, retry)
     {
         source.reject(&token).await;
-        let (rb, _) = authorize(client.post(ep.url.clone()), ep).await?;
+        let token = oauth_token(ep).await?;
+        let rb = with_credentials(client.post(ep.url.clone()), ep, &token);
         resp = send_post(rb, body, timeout).await?;
     }
     let status = resp.status();
@@ -286,8 +296,12 @@ pub async fn delete(
     ep: &Endpoint,
     timeout: Duration,
 ) -> Result<(), UpstreamError> {
-    let (rb, _) = authorize(client.delete(ep.url.clone()), ep).await?;
-    let resp = rb.timeout(timeout).send().await.map_err(classify)?;
+    let token = oauth_token(ep).await?;
+    let resp = with_credentials(client.delete(ep.url.clone()), ep, &token)
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(classify)?;
     match resp.status() {
         s if s.is_success()
             || s == StatusCode::NOT_FOUND
@@ -338,8 +352,8 @@ pub async fn listen(
     ep: &Endpoint,
     on_message: &(dyn Fn(Message) + Send + Sync),
 ) -> Listened {
-    let rb = match authorize(client.get(ep.url.clone()), ep).await {
-        Ok((rb, _)) => rb,
+    let rb = match oauth_token(ep).await {
+        Ok(token) => with_credentials(client.get(ep.url.clone()), ep, &token),
         Err(e) => {
             tracing::debug!(error = %e, "upstream GET stream not opened");
             return Listened::Ended;

@@ -98,8 +98,8 @@ impl Wire {
                 timeout,
                 ..
             } => {
-                let (rb, _) = http::authorize(client.post(post.url.clone()), post).await?;
-                let resp = rb
+                let token = http::oauth_token(post).await?;
+                let resp = http::with_credentials(client.post(post.url.clone()), post, &token)
                     .header(CONTENT_TYPE, "application/json")
                     .timeout(*timeout)
                     .body(body)
@@ -231,8 +231,8 @@ async fn open_sse(
     connection: &Connection,
 ) -> Result<(Wire, mpsc::Receiver<Message>, Option<String>), UpstreamError> {
     let (connector, base) = connector.link(connection)?;
-    let (rb, _) = http::authorize(connector.client.get(base.url.clone()), &base).await?;
-    let resp = rb
+    let token = http::oauth_token(&base).await?;
+    let resp = http::with_credentials(connector.client.get(base.url.clone()), &base, &token)
         .header(ACCEPT, "text/event-stream")
         .send()
         .await
