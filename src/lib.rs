@@ -60,6 +60,14 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) -> std::io::Result<()> 
     let grace = app.settings.timeouts.shutdown;
     let background = TaskTracker::new();
     lifecycle::spawn(&app, &background);
+    // No Nagle delay on accepted connections: an SSE answer is a series of
+    // small writes (progress, log lines, then the response), each of which
+    // a client should see at once.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
+        }
+    });
     let server = axum::serve(listener, app.router())
         .with_graceful_shutdown(app.shutdown.clone().cancelled_owned())
         .into_future();
