@@ -28,10 +28,6 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 impl std::fmt::Debug for Secret {
@@ -121,7 +117,7 @@ impl Cipher {
         }
     }
 
-    /// A random key, for in-memory catalogs and tests.
+    #[cfg(test)]
     pub fn ephemeral() -> Self {
         Self::new(&random_key())
     }

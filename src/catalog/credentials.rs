@@ -95,14 +95,6 @@ impl UpstreamAuth {
         }
     }
 
-    /// The query parameter's value, for redacting it wherever a URL is shown.
-    pub fn query_secret(&self) -> Option<&str> {
-        match self {
-            UpstreamAuth::QueryParam { value, .. } => Some(value.expose()),
-            _ => None,
-        }
-    }
-
     /// The API's view: every secret masked, every other field as given.
     pub fn to_api(&self) -> serde_json::Map<String, Value> {
         let mut out = serde_json::Map::new();

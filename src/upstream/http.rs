@@ -47,7 +47,7 @@ impl std::fmt::Debug for Endpoint {
 }
 
 /// The URL without its query, which may carry a credential.
-pub fn redacted_url(url: &reqwest::Url) -> String {
+fn redacted_url(url: &reqwest::Url) -> String {
     let mut u = url.clone();
     if u.query().is_some() {
         u.set_query(Some("[redacted]"));

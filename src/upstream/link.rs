@@ -57,10 +57,6 @@ impl Links {
         }
     }
 
-    pub fn default_client(&self) -> &reqwest::Client {
-        &self.default_client
-    }
-
     /// The client and base endpoint for `connection`.
     pub fn resolve(
         &self,
