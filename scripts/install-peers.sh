@@ -107,24 +107,30 @@ py_stamp_content() {
     printf 'python %s\n%s\n' "$(py_base_version)" "$PY_REQUIREMENTS"
 }
 
+# Installs Debian packages when this runs as root on a machine with apt-get
+# (CI, a fresh container); fails otherwise, and the caller says what is missing.
+apt_install() {
+    [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || return 1
+    log "installing Debian packages: $*"
+    apt-get update -qq >&2 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+}
+
 make_venv() {
     if "$PEERS_PYTHON" -m venv "$PY_VENV"; then
         return 0
     fi
-    # Debian splits ensurepip/venv into python3-venv; install it when we can.
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        log "python3 -m venv failed; installing Debian's python3-venv and retrying"
-        rm -rf "$PY_VENV"
-        apt-get update -qq >&2 || true
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2
-        "$PEERS_PYTHON" -m venv "$PY_VENV"
+    # Debian splits ensurepip/venv into python3-venv (and may lack python3).
+    rm -rf "$PY_VENV"
+    if apt_install python3 python3-venv && "$PEERS_PYTHON" -m venv "$PY_VENV"; then
         return 0
     fi
     die "could not create a venv with $PEERS_PYTHON (on Debian: apt-get install python3-venv)"
 }
 
 install_python_peers() {
-    command -v "$PEERS_PYTHON" >/dev/null 2>&1 || die "$PEERS_PYTHON not found (set PEERS_PYTHON)"
+    command -v "$PEERS_PYTHON" >/dev/null 2>&1 || apt_install python3 python3-venv \
+        || die "$PEERS_PYTHON not found (set PEERS_PYTHON; on Debian: apt-get install python3 python3-venv)"
     "$PEERS_PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
         || die "$PEERS_PYTHON is $(py_base_version); the MCP Python SDK 2.x peer needs Python >= 3.11 (set PEERS_PYTHON)"
 
@@ -203,7 +209,7 @@ node_peers_ok() {
 }
 
 install_node_peers() {
-    command -v npm >/dev/null 2>&1 \
+    command -v npm >/dev/null 2>&1 || apt_install npm \
         || die "npm not found (on Debian: apt-get install npm); it is only used to fetch the pinned Node 22 and MCP packages"
 
     if [ -f "$NODE_STAMP" ] && [ "$(cat "$NODE_STAMP")" = "$NODE_PACKAGE_JSON" ] && node_peers_ok; then
