@@ -9,9 +9,10 @@
 # rate limiting off, loopback upstreams allowed, an admin JWT), starts it,
 # the counter fixture and Switchyard on loopback, registers the fixture in
 # both as gateway "bench" (STREAMABLEHTTP), then interleaves the scenarios
-# over rounds against direct / switchyard / contextforge and prints medians
-# and ratios (the "switchyard vs contextforge" rows), plus RSS of both
-# gateways idle and with CF_MEM_LEVELS held sessions.
+# over rounds against direct / bench-relay / switchyard / contextforge and
+# prints medians and ratios (the "switchyard vs contextforge" rows; "relay vs
+# contextforge" is the ceiling any gateway could reach on this machine),
+# plus RSS of both gateways idle and with CF_MEM_LEVELS held sessions.
 #
 # Knobs (environment):
 #   CF_ROUNDS=2  CF_DURATION=10  CF_WARMUP=2  CF_COLD=3
@@ -83,6 +84,7 @@ echo
 
 start_fixture "$OUT"
 start_switchyard "$OUT"
+start_relay "$OUT"
 
 # --- ContextForge on a free loopback port, its state in a scratch folder ---
 CF_DIR="$TMP/contextforge"
@@ -114,13 +116,14 @@ curl -fsS -X POST "$CF_BASE/gateways" -H "$AUTH" -H 'content-type: application/j
   -d "{\"name\":\"bench\",\"url\":\"$FX_URL\",\"transport\":\"STREAMABLEHTTP\"}" \
   > "$OUT/register-contextforge.json"
 CF_URL="$CF_BASE/mcp"
-log "fixture $FX_URL  switchyard $SY_URL  contextforge $CF_URL"
+log "fixture $FX_URL  switchyard $SY_URL  relay $RL_URL  contextforge $CF_URL"
 sleep 2
 
-# target NAME: sets URL, TOOL and EXTRA (flags) for direct | switchyard | contextforge.
+# target NAME: sets URL, TOOL and EXTRA (flags) for direct | relay | switchyard | contextforge.
 target() {
   case $1 in
     direct) URL=$FX_URL; TOOL=echo; EXTRA=(--watch "upstream=$FX_PID") ;;
+    relay) URL=$RL_URL; TOOL=bench-echo; EXTRA=(--watch "proxy=$RL_PID" --watch "upstream=$FX_PID") ;;
     switchyard) URL=$SY_URL; TOOL=bench-echo; EXTRA=(--watch "proxy=$SY_PID" --watch "upstream=$FX_PID") ;;
     contextforge) URL=$CF_URL; TOOL=bench-echo
       EXTRA=(--header "$AUTH" --watch "proxy=$CF_PID" --watch "upstream=$FX_PID") ;;
@@ -142,7 +145,8 @@ declare -A SCENARIO=(
   [s64]="--sessions 64 --concurrency 64"
   [s1000]="--sessions 1000 --concurrency 64"
 )
-TARGETS=(direct switchyard contextforge)
+# The relay shows the ceiling of any gateway's ratio to ContextForge here.
+TARGETS=(direct relay switchyard contextforge)
 for ((round = 1; round <= ROUNDS; round++)); do
   for sc in $SCENARIOS; do
     for ((i = 0; i < ${#TARGETS[@]}; i++)); do

@@ -90,6 +90,15 @@ start_switchyard() {
     -d "{\"name\":\"bench\",\"url\":\"$FX_URL\"}" > "$1/register-switchyard.json"
 }
 
+# start_relay OUT: bench-relay (the bare-relay floor) in front of the
+# fixture; sets RL_PID and RL_URL.
+start_relay() {
+  "$BIN/bench-relay" --listen 127.0.0.1:0 --upstream "$FX_URL" --strip-prefix bench- \
+    > "$1/relay.log" 2>&1 &
+  RL_PID=$!; PIDS+=("$RL_PID")
+  RL_URL=$(first_match "$1/relay.log" 'http://127\.0\.0\.1:[0-9]+/mcp' 10 "$RL_PID")
+}
+
 # load RESULTS LABEL ARGS...: one load-tool run; its JSON report is appended
 # to RESULTS and summarized on stderr. A run that fails outright is logged
 # and skipped, so one bad run does not lose the others.

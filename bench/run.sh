@@ -78,10 +78,7 @@ echo
 log "starting the fixture, Switchyard and bench-relay on 127.0.0.1"
 start_fixture "$OUT"
 start_switchyard "$OUT"
-"$BIN/bench-relay" --listen 127.0.0.1:0 --upstream "$FX_URL" --strip-prefix bench- \
-  > "$OUT/relay.log" 2>&1 &
-RL_PID=$!; PIDS+=("$RL_PID")
-RL_URL=$(first_match "$OUT/relay.log" 'http://127\.0\.0\.1:[0-9]+/mcp' 10 "$RL_PID")
+start_relay "$OUT"
 log "fixture $FX_URL  switchyard $SY_URL  relay $RL_URL"
 sleep 1
 

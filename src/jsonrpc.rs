@@ -286,26 +286,47 @@ pub fn error_object(code: i64, message: &str, data: Option<&RawValue>) -> String
     }
 }
 
+// The bodies below are assembled by hand rather than with `format!`: one
+// of them is built for every relayed call.
+
 /// A request we originate (to an upstream), with our own numeric id.
 pub fn request_body(id: u64, method: &str, params: Option<&RawValue>) -> String {
-    let method = serde_json::Value::String(method.to_owned());
-    match params {
-        Some(p) => format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"method":{method},"params":{}}}"#,
-            p.get()
-        ),
-        None => format!(r#"{{"jsonrpc":"2.0","id":{id},"method":{method}}}"#),
-    }
+    let params_len = params.map_or(0, |p| p.get().len());
+    let mut out = String::with_capacity(64 + method.len() + params_len);
+    out.push_str(r#"{"jsonrpc":"2.0","id":"#);
+    out.push_str(itoa::Buffer::new().format(id));
+    out.push_str(r#","method":"#);
+    push_json_string(&mut out, method);
+    push_params(&mut out, params);
+    out
 }
 
 pub fn notification_body(method: &str, params: Option<&RawValue>) -> String {
-    let method = serde_json::Value::String(method.to_owned());
-    match params {
-        Some(p) => format!(
-            r#"{{"jsonrpc":"2.0","method":{method},"params":{}}}"#,
-            p.get()
-        ),
-        None => format!(r#"{{"jsonrpc":"2.0","method":{method}}}"#),
+    let params_len = params.map_or(0, |p| p.get().len());
+    let mut out = String::with_capacity(48 + method.len() + params_len);
+    out.push_str(r#"{"jsonrpc":"2.0","method":"#);
+    push_json_string(&mut out, method);
+    push_params(&mut out, params);
+    out
+}
+
+fn push_params(out: &mut String, params: Option<&RawValue>) {
+    if let Some(p) = params {
+        out.push_str(r#","params":"#);
+        out.push_str(p.get());
+    }
+    out.push('}');
+}
+
+/// Appends `s` as a JSON string literal. Names and methods rarely need
+/// escaping; those that do go through serde_json.
+pub fn push_json_string(out: &mut String, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::Value::String(s.to_owned()).to_string());
     }
 }
 
@@ -416,6 +437,18 @@ mod tests {
         let r: serde_json::Value =
             serde_json::from_str(&request_body(7, "tools/call", Some(&res))).unwrap();
         assert_eq!(r["params"]["x"][0], 1);
+        assert_eq!(r["id"], 7);
+        // Names that need escaping take serde_json's path.
+        for method in ["a\"b", "back\\slash", "tab\there", "ünï/cödé", ""] {
+            let r: serde_json::Value =
+                serde_json::from_str(&request_body(u64::MAX, method, None)).unwrap();
+            assert_eq!(r["method"], method);
+            assert_eq!(r["id"], u64::MAX);
+            let n: serde_json::Value =
+                serde_json::from_str(&notification_body(method, Some(&res))).unwrap();
+            assert_eq!(n["method"], method);
+            assert_eq!(n["params"]["x"][1], 2);
+        }
     }
 
     #[test]

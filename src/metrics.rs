@@ -22,6 +22,9 @@ pub struct Metrics {
     probes: Family<Labels, Counter>,
     evictions: Family<Labels, Counter>,
     upstream_latency: Family<GatewayLabels, Histogram>,
+    /// The family's histograms by gateway id, found without building (and
+    /// allocating) a label set per call; they share the family's data.
+    latency_by_gateway: std::sync::RwLock<std::collections::HashMap<String, Histogram>>,
     upstream_sessions: Gauge<i64, AtomicI64>,
     downstream_sessions: Gauge<i64, AtomicI64>,
 }
@@ -84,6 +87,7 @@ impl Metrics {
             probes,
             evictions,
             upstream_latency,
+            latency_by_gateway: Default::default(),
             upstream_sessions,
             downstream_sessions,
         }
@@ -104,9 +108,24 @@ impl Metrics {
     }
 
     pub fn upstream_latency(&self, gateway_id: &str, seconds: f64) {
-        self.upstream_latency
+        let cache = &self.latency_by_gateway;
+        if let Some(h) = cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(gateway_id)
+        {
+            h.observe(seconds);
+            return;
+        }
+        let h = self
+            .upstream_latency
             .get_or_create(&[("gateway", gateway_id.to_owned())])
-            .observe(seconds);
+            .clone();
+        h.observe(seconds);
+        cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(gateway_id.to_owned(), h);
     }
 
     /// The text exposition, with the size gauges set to the given values.

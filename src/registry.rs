@@ -214,11 +214,15 @@ impl UpstreamSessionRegistry {
             if s.closed {
                 return Err(RegistryError::SessionEnded);
             }
-            Arc::clone(
-                s.map
-                    .entry(gateway.id.clone())
-                    .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(SlotState::Empty))),
-            )
+            // Looked up before `entry`, which would copy the id on every call.
+            match s.map.get(&gateway.id) {
+                Some(slot) => Arc::clone(slot),
+                None => Arc::clone(
+                    s.map
+                        .entry(gateway.id.clone())
+                        .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(SlotState::Empty))),
+                ),
+            }
         };
         let mut state = slot.lock().await;
         let mut replaced = None;
@@ -234,7 +238,9 @@ impl UpstreamSessionRegistry {
                     return Ok(live.session.clone());
                 }
                 let limit = self.connector.request_timeout.min(Duration::from_secs(10));
-                match probe(&live.session, limit).await {
+                // Boxed, like the connect below: rare paths, and inlined
+                // they would grow every call's future (see `forward`).
+                match Box::pin(probe(&live.session, limit)).await {
                     found @ (Probe::Healthy | Probe::Skipped) => {
                         self.metrics.probe(if matches!(found, Probe::Healthy) {
                             "healthy"
@@ -267,13 +273,13 @@ impl UpstreamSessionRegistry {
             });
             self.close_in_background(*stale, downstream_sid, reason);
         }
-        let (session, task) = UpstreamSession::connect(
+        let (session, task) = Box::pin(UpstreamSession::connect(
             &self.connector,
             &gateway.id,
             &gateway.connection,
             init_params,
             on_message(),
-        )
+        ))
         .await?;
         tracing::debug!(
             downstream_session = downstream_sid,

@@ -449,10 +449,9 @@ impl<'a> NamedParams<'a> {
 
     /// The params with the name replaced by `name`.
     fn renamed(&self, name: &str) -> Params {
-        let quoted = Value::String(name.to_owned()).to_string();
-        let mut text = String::with_capacity(self.raw.len() + quoted.len());
+        let mut text = String::with_capacity(self.raw.len() + name.len() + 2);
         text.push_str(&self.raw[..self.at.start]);
-        text.push_str(&quoted);
+        jsonrpc::push_json_string(&mut text, name);
         text.push_str(&self.raw[self.at.end..]);
         Params::Raw(jsonrpc::raw(text))
     }
@@ -567,13 +566,13 @@ async fn forward(
     };
     let started = Instant::now();
     let reply = match via {
-        Via::PerCall => upstream::call_once(
+        Via::PerCall => Box::pin(upstream::call_once(
             app.registry.connector(),
             &gateway.connection,
             &req.method,
             Some(params.into_raw()),
             headers,
-        )
+        ))
         .await
         .map_err(upstream_error),
         Via::Session(session) => {
@@ -598,7 +597,7 @@ async fn forward(
             let sent = call_relayed(hop, req, params, headers, ctx).await;
             if let Err(RouteError::Upstream { source, .. }) = &sent {
                 if source.ends_session() {
-                    app.registry.discard(&session.id, &upstream).await;
+                    Box::pin(app.registry.discard(&session.id, &upstream)).await;
                 }
             }
             sent.map_err(|e| match e {
@@ -644,7 +643,8 @@ async fn apply_log_level(app: &App, session: &DownstreamSession, upstream: &Upst
     }
     upstream.set_log_level(&level);
     let params = jsonrpc::to_raw(&json!({ "level": level }));
-    if let Err(e) = upstream.request("logging/setLevel", Some(params)).await {
+    // Boxed: rare, and inlined it would grow every call's future.
+    if let Err(e) = Box::pin(upstream.request("logging/setLevel", Some(params))).await {
         tracing::debug!(error = %e, "logging/setLevel not applied upstream");
     }
 }
@@ -689,12 +689,14 @@ async fn call_relayed(
         tokio::select! {
             r = &mut answer => break r.map_err(|source| RouteError::Upstream { gateway: String::new(), source }),
             _ = cancel.cancelled() => break Err(RouteError::Cancelled),
-            m = interim.recv() => relay(app, session, view, upstream, m, ctx).await,
+            // Boxed: most calls have no interim messages, and inlined the
+            // relay would grow every call's future (see `forward`).
+            m = interim.recv() => Box::pin(relay(app, session, view, upstream, m, ctx)).await,
         }
     };
     // Messages sent just before the answer are still queued: they go first.
     while let Some(m) = interim.try_recv() {
-        relay(app, session, view, upstream, m, ctx).await;
+        Box::pin(relay(app, session, view, upstream, m, ctx)).await;
     }
     lock(&session.inflight).remove(&key);
     result

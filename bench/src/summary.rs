@@ -58,12 +58,15 @@ fn scenario_name(id: &str) -> String {
 }
 
 /// Pairs compared in the overhead table, (subject, baseline), when both ran.
-const PAIRS: [(&str, &str); 5] = [
+const PAIRS: [(&str, &str); 6] = [
     ("switchyard", "direct"),
     ("relay", "direct"),
     ("switchyard", "relay"),
     ("contextforge", "direct"),
     ("switchyard", "contextforge"),
+    // The ceiling of the ContextForge ratio on this machine: what any relay
+    // sharing the cores with the upstream and the load tool can reach.
+    ("relay", "contextforge"),
 ];
 
 /// Medians over the rounds of one (scenario, target).

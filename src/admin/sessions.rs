@@ -35,7 +35,7 @@ async fn list(State(app): State<Arc<App>>) -> Json<Value> {
                     Scope::All => "/mcp".to_owned(),
                     Scope::Server(id) => format!("/servers/{id}/mcp"),
                 },
-                "principal": {"id": &*s.principal.id, "name": s.principal.name},
+                "principal": {"id": &*s.principal.id, "name": &*s.principal.name},
                 "protocolVersion": s.protocol_version,
                 "createdAt": s.created_at,
                 "idleSecs": s.idle_for().as_secs_f64(),

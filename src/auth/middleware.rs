@@ -5,14 +5,18 @@
 //! Each router states its access when it is assembled (`admin/mod.rs`,
 //! `downstream/mod.rs`), so a route cannot be served without one.
 
+use std::convert::Infallible;
+use std::future::{ready, Future, Ready};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header::HOST;
 use axum::http::{HeaderMap, Method};
-use axum::middleware::Next;
 use axum::response::Response;
 use axum::Router;
+use futures_util::future::Either;
 
 use super::error::{AuthError, Flavor};
 use super::principal::Principal;
@@ -29,7 +33,6 @@ pub enum Access {
     Admin,
 }
 
-#[derive(Clone)]
 struct Gate {
     app: Arc<App>,
     access: Access,
@@ -43,38 +46,113 @@ pub fn protect(
     access: Access,
     flavor: Flavor,
 ) -> Router<Arc<App>> {
-    let gate = Gate {
+    let gate = Arc::new(Gate {
         app: Arc::clone(app),
         access,
         flavor,
-    };
-    router.route_layer(axum::middleware::from_fn_with_state(gate, check))
+    });
+    router.route_layer(GateLayer { gate })
 }
 
-async fn check(State(gate): State<Gate>, mut req: Request, next: Next) -> Response {
-    let refuse = |e: AuthError, req: &Request| {
-        let url = metadata_url(&gate.app, req.headers(), req.uri().path(), gate.flavor);
-        tracing::debug!(method = %req.method(), path = %req.uri().path(), reason = %e, "request refused");
-        e.respond(gate.flavor, &url)
-    };
-    let principal = match gate.app.auth.authenticate(req.headers()).await {
-        Ok(p) => p,
-        Err(e) => return refuse(e, &req),
-    };
-    let needs_admin = match gate.access {
-        Access::Any => false,
-        Access::Admin => true,
-        Access::AdminForWrites => !matches!(*req.method(), Method::GET | Method::HEAD),
-    };
-    if needs_admin && !principal.admin {
-        let e = AuthError::Forbidden {
-            action: format!("{} {}", req.method(), req.uri().path()),
-        };
-        tracing::info!(principal = %principal.id, method = %req.method(), path = %req.uri().path(), "request forbidden: not an admin");
-        return refuse(e, &req);
+/// A layer of its own rather than `axum::middleware::from_fn`: most requests
+/// are decided from memory (`--auth none`, known API tokens), and those pass
+/// straight to the route with neither a boxed future nor a clone of the
+/// inner service. Only JWTs and unseen API tokens take the async path.
+#[derive(Clone)]
+struct GateLayer {
+    gate: Arc<Gate>,
+}
+
+impl<S> tower_layer::Layer<S> for GateLayer {
+    type Service = GateService<S>;
+
+    fn layer(&self, inner: S) -> GateService<S> {
+        GateService {
+            gate: Arc::clone(&self.gate),
+            inner,
+        }
     }
-    req.extensions_mut().insert::<Principal>(principal);
-    next.run(req).await
+}
+
+#[derive(Clone)]
+struct GateService<S> {
+    gate: Arc<Gate>,
+    inner: S,
+}
+
+type Refused = Ready<Result<Response, Infallible>>;
+type Later = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl<S> tower_service::Service<Request> for GateService<S>
+where
+    S: tower_service::Service<Request, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<Either<Refused, S::Future>, Later>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        if let Some(verdict) = self.gate.app.auth.authenticate_now(req.headers()) {
+            return Either::Left(match self.gate.refusal(verdict, &mut req) {
+                None => Either::Right(self.inner.call(req)),
+                Some(refused) => Either::Left(ready(Ok(refused))),
+            });
+        }
+        // The service polled ready goes with the future; the clone stays.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let gate = Arc::clone(&self.gate);
+        Either::Right(Box::pin(async move {
+            let verdict = gate.app.auth.authenticate(req.headers()).await;
+            match gate.refusal(verdict, &mut req) {
+                None => inner.call(req).await,
+                Some(refused) => Ok(refused),
+            }
+        }))
+    }
+}
+
+impl Gate {
+    /// Checks the route's access for an authenticated caller and hands the
+    /// principal to the handler (`None`); the refusal to send otherwise.
+    fn refusal(
+        &self,
+        verdict: Result<Principal, AuthError>,
+        req: &mut Request,
+    ) -> Option<Response> {
+        let principal = match verdict {
+            Ok(p) => p,
+            Err(e) => return Some(self.refuse(e, req)),
+        };
+        let needs_admin = match self.access {
+            Access::Any => false,
+            Access::Admin => true,
+            Access::AdminForWrites => !matches!(*req.method(), Method::GET | Method::HEAD),
+        };
+        if needs_admin && !principal.admin {
+            let e = AuthError::Forbidden {
+                action: format!("{} {}", req.method(), req.uri().path()),
+            };
+            tracing::info!(principal = %principal.id, method = %req.method(), path = %req.uri().path(), "request forbidden: not an admin");
+            return Some(self.refuse(e, req));
+        }
+        req.extensions_mut().insert::<Principal>(principal);
+        None
+    }
+
+    fn refuse(&self, e: AuthError, req: &Request) -> Response {
+        let url = metadata_url(&self.app, req.headers(), req.uri().path(), self.flavor);
+        tracing::debug!(method = %req.method(), path = %req.uri().path(), reason = %e, "request refused");
+        e.respond(self.flavor, &url)
+    }
 }
 
 /// The metadata document for the resource a refused request addressed: for

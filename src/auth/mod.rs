@@ -85,32 +85,33 @@ impl Auth {
         self.mode != AuthMode::None
     }
 
+    /// Who sent these headers, when memory alone can tell: `--auth none`,
+    /// a malformed header, or an API token this process knows (or knows to
+    /// be unknown). `None` means [`authenticate`](Self::authenticate) must
+    /// finish the job (JWTs, tokens minted elsewhere since the start).
+    pub fn authenticate_now(&self, headers: &HeaderMap) -> Option<Result<Principal, AuthError>> {
+        if !self.enabled() {
+            return Some(Ok(Principal::anonymous()));
+        }
+        let token = match bearer(headers) {
+            Ok(t) => t,
+            Err(e) => return Some(Err(e)),
+        };
+        if token.starts_with(tokens::PREFIX) {
+            return self.tokens.verify_cached(token).map(api_token_verdict);
+        }
+        None
+    }
+
     /// Who sent these headers. With `--auth none` everyone is [`Principal::anonymous`].
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
         if !self.enabled() {
             return Ok(Principal::anonymous());
         }
-        let mut values = headers.get_all(AUTHORIZATION).iter();
-        let value = values.next().ok_or(AuthError::Missing)?;
-        if values.next().is_some() {
-            return Err(AuthError::Malformed);
-        }
-        let (scheme, token) = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.trim().split_once(' '))
-            .ok_or(AuthError::Malformed)?;
-        let token = token.trim();
-        if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
-            return Err(AuthError::Malformed);
-        }
+        let token = bearer(headers)?;
         if token.starts_with(tokens::PREFIX) {
             return match self.tokens.verify(token).await {
-                Ok(Verdict::Valid(p)) => Ok(p),
-                Ok(Verdict::Expired) => Err(AuthError::Expired),
-                Ok(Verdict::Unknown) => Err(AuthError::InvalidToken {
-                    reason: "unknown or revoked API token".into(),
-                }),
+                Ok(v) => api_token_verdict(v),
                 Err(e) => Err(AuthError::Unavailable {
                     detail: e.to_string(),
                 }),
@@ -126,6 +127,35 @@ impl Auth {
                 ),
             }),
         }
+    }
+}
+
+/// The bearer token of the one `Authorization` header.
+fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let value = values.next().ok_or(AuthError::Missing)?;
+    if values.next().is_some() {
+        return Err(AuthError::Malformed);
+    }
+    let (scheme, token) = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().split_once(' '))
+        .ok_or(AuthError::Malformed)?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(AuthError::Malformed);
+    }
+    Ok(token)
+}
+
+fn api_token_verdict(verdict: Verdict) -> Result<Principal, AuthError> {
+    match verdict {
+        Verdict::Valid(p) => Ok(p),
+        Verdict::Expired => Err(AuthError::Expired),
+        Verdict::Unknown => Err(AuthError::InvalidToken {
+            reason: "unknown or revoked API token".into(),
+        }),
     }
 }
 

@@ -9,7 +9,7 @@ pub struct Principal {
     /// Stable identity: `token:<token id>`, `jwt:<iss>#<sub>`, or `anonymous`.
     pub id: Arc<str>,
     /// For people: the token's name or the JWT subject.
-    pub name: String,
+    pub name: Arc<str>,
     /// May change the catalog, mint tokens and use the admin endpoints.
     pub admin: bool,
 }
@@ -18,7 +18,7 @@ impl Principal {
     pub fn api_token(token_id: &str, name: &str, admin: bool) -> Self {
         Self {
             id: Self::api_token_id(token_id),
-            name: name.to_owned(),
+            name: name.into(),
             admin,
         }
     }
@@ -31,17 +31,19 @@ impl Principal {
     pub fn jwt(issuer: Option<&str>, subject: &str, admin: bool) -> Self {
         Self {
             id: format!("jwt:{}#{subject}", issuer.unwrap_or("")).into(),
-            name: subject.to_owned(),
+            name: subject.into(),
             admin,
         }
     }
 
-    /// Everyone, with `--auth none` (loopback only).
+    /// Everyone, with `--auth none` (loopback only). Built once: it is
+    /// every request's principal then.
     pub fn anonymous() -> Self {
-        Self {
+        static ANONYMOUS: std::sync::LazyLock<Principal> = std::sync::LazyLock::new(|| Principal {
             id: "anonymous".into(),
-            name: "anonymous".to_owned(),
+            name: "anonymous".into(),
             admin: true,
-        }
+        });
+        ANONYMOUS.clone()
     }
 }

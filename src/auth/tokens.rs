@@ -69,6 +69,8 @@ pub enum Verdict {
 
 struct Cached {
     info: TokenInfo,
+    /// Built once: every request of this token gets a clone.
+    principal: Principal,
     /// Unix ms of the last use seen by this process (0: none).
     last_used_ms: AtomicI64,
     /// Unix ms of the last use written to the database.
@@ -112,6 +114,7 @@ impl TokenStore {
     fn remember(&self, hash: String, info: TokenInfo) -> Arc<Cached> {
         let used = info.last_used.map_or(0, |t| t.timestamp_millis());
         let cached = Arc::new(Cached {
+            principal: Principal::api_token(&info.id, &info.name, info.admin),
             info,
             last_used_ms: AtomicI64::new(used),
             persisted_ms: AtomicI64::new(used),
@@ -171,43 +174,59 @@ impl TokenStore {
         Ok(Minted { info, token })
     }
 
+    /// Checks a presented `sy_…` token from memory alone: `None` when only
+    /// the database can tell (a token minted elsewhere since this process
+    /// loaded the table). Lets the auth layer answer without a future.
+    pub fn verify_cached(&self, token: &str) -> Option<Verdict> {
+        if !well_formed(token) {
+            return Some(Verdict::Unknown);
+        }
+        self.verdict_cached(&digest(token))
+    }
+
+    fn verdict_cached(&self, hash: &str) -> Option<Verdict> {
+        if let Some(cached) = self.cache.get(hash).map(|e| Arc::clone(e.value())) {
+            return Some(self.judge(&cached));
+        }
+        self.unknown.contains_key(hash).then_some(Verdict::Unknown)
+    }
+
     /// Checks a presented `sy_…` token.
     pub async fn verify(&self, token: &str) -> Result<Verdict, TokenStoreError> {
         if !well_formed(token) {
             return Ok(Verdict::Unknown);
         }
         let hash = digest(token);
-        let cached = match self.cache.get(&hash).map(|e| Arc::clone(e.value())) {
-            Some(c) => c,
-            None if self.unknown.contains_key(&hash) => return Ok(Verdict::Unknown),
-            None => {
-                // Minted elsewhere (the CLI) since this process loaded the table.
-                let row = sqlx::query("SELECT * FROM api_tokens WHERE token_hash = ?1")
-                    .bind(&hash)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                match row {
-                    Some(row) => self.remember(hash, info_from_row(&row)?),
-                    None => {
-                        if self.unknown.len() >= UNKNOWN_CAPACITY {
-                            self.unknown.clear();
-                        }
-                        self.unknown.insert(hash, ());
-                        return Ok(Verdict::Unknown);
-                    }
-                }
+        if let Some(verdict) = self.verdict_cached(&hash) {
+            return Ok(verdict);
+        }
+        // Minted elsewhere (the CLI) since this process loaded the table.
+        let row = sqlx::query("SELECT * FROM api_tokens WHERE token_hash = ?1")
+            .bind(&hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => {
+                let cached = self.remember(hash, info_from_row(&row)?);
+                Ok(self.judge(&cached))
             }
-        };
+            None => {
+                if self.unknown.len() >= UNKNOWN_CAPACITY {
+                    self.unknown.clear();
+                }
+                self.unknown.insert(hash, ());
+                Ok(Verdict::Unknown)
+            }
+        }
+    }
+
+    fn judge(&self, cached: &Cached) -> Verdict {
         let now = Utc::now();
         if cached.info.expires_at.is_some_and(|t| t <= now) {
-            return Ok(Verdict::Expired);
+            return Verdict::Expired;
         }
-        self.touch(&cached, now.timestamp_millis());
-        Ok(Verdict::Valid(Principal::api_token(
-            &cached.info.id,
-            &cached.info.name,
-            cached.info.admin,
-        )))
+        self.touch(cached, now.timestamp_millis());
+        Verdict::Valid(cached.principal.clone())
     }
 
     /// Records a use; writes it back in the background at most once a
@@ -452,7 +471,16 @@ mod tests {
             unknown: DashMap::new(),
         };
         let m = other.create("cli", false, None).await.unwrap();
+        // Memory alone cannot tell yet: the request takes the async path.
+        assert!(s.verify_cached(&m.token).is_none());
         assert!(matches!(s.verify(&m.token).await.unwrap(), Verdict::Valid(p) if !p.admin));
+        // Once looked up, it is answered from memory, as the auth layer's
+        // fast path expects.
+        assert!(matches!(s.verify_cached(&m.token), Some(Verdict::Valid(p)) if !p.admin));
+        assert!(matches!(
+            s.verify_cached("sy_short"),
+            Some(Verdict::Unknown)
+        ));
         let short = s
             .create("short", false, Some(Duration::from_secs(1)))
             .await
@@ -461,6 +489,10 @@ mod tests {
         assert!(matches!(
             s.verify(&short.token).await.unwrap(),
             Verdict::Expired
+        ));
+        assert!(matches!(
+            s.verify_cached(&short.token),
+            Some(Verdict::Expired)
         ));
         assert!(s.create(" ", false, None).await.is_err());
         assert!(s.create("x", false, Some(Duration::ZERO)).await.is_err());

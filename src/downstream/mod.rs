@@ -207,19 +207,11 @@ enum Framing {
 }
 
 fn framing(headers: &HeaderMap) -> Framing {
-    let accept = headers
-        .get_all(ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect::<Vec<_>>()
-        .join(",")
-        .to_ascii_lowercase();
     // JSON when the client takes it (cheaper for both sides); SSE only for a
     // client that accepts nothing else.
-    if accept.is_empty()
-        || accept.contains("application/json")
-        || accept.contains("*/*")
-        || !accept.contains("text/event-stream")
+    if accept_mentions(headers, "application/json")
+        || accept_mentions(headers, "*/*")
+        || !accept_mentions(headers, "text/event-stream")
     {
         Framing::Json
     } else {
@@ -433,11 +425,18 @@ async fn handle_post(
 }
 
 fn accepts_sse(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.to_ascii_lowercase().contains("text/event-stream"))
+    accept_mentions(headers, "text/event-stream")
+}
+
+/// Whether some `Accept` value names `media_type` (ASCII case-insensitive),
+/// without copying the header: this runs on every request.
+fn accept_mentions(headers: &HeaderMap, media_type: &str) -> bool {
+    let needle = media_type.as_bytes();
+    headers.get_all(ACCEPT).iter().any(|v| {
+        v.as_bytes()
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+    })
 }
 
 /// Answers plain JSON (or one SSE event) when the upstream answers without

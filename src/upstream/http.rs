@@ -143,22 +143,25 @@ async fn post(
     // An OAuth token can be revoked or expire early: one retry with a fresh one.
     let retry = ep.oauth.as_ref().map(|_| body.clone());
     let token = oauth_token(ep).await?;
-    let rb = with_credentials(client.post(ep.url.clone()), ep, &token);
-    let mut resp = send_post(rb, body, timeout).await?;
+    let mut resp = send_post(client, ep, &token, body, timeout).await?;
     if let (StatusCode::UNAUTHORIZED, Some(source), Some(token), Some(body)) =
         (resp.status(), &ep.oauth, token, retry)
     {
-        source.reject(&token).await;
-        let token = oauth_token(ep).await?;
-        let rb = with_credentials(client.post(ep.url.clone()), ep, &token);
-        resp = send_post(rb, body, timeout).await?;
+        // Boxed, like the error body below: rare paths that would otherwise
+        // grow every call's future.
+        resp = Box::pin(async move {
+            source.reject(&token).await;
+            let token = oauth_token(ep).await?;
+            send_post(client, ep, &token, body, timeout).await
+        })
+        .await?;
     }
     let status = resp.status();
     if status == StatusCode::NOT_FOUND && ep.has_session() {
         return Err(UpstreamError::SessionExpired);
     }
     if !status.is_success() {
-        let text = resp.text().await.unwrap_or_default();
+        let text = Box::pin(resp.text()).await.unwrap_or_default();
         return Err(UpstreamError::Status {
             status: status.as_u16(),
             body: truncate(text, 512),
@@ -167,18 +170,31 @@ async fn post(
     Ok(resp)
 }
 
+/// One POST, built as a whole `reqwest::Request` rather than through a
+/// `RequestBuilder`: the endpoint's header map is copied once and the
+/// constant headers are static, where the builder would merge the map
+/// entry by entry and allocate each added value. This runs on every call.
 async fn send_post(
-    rb: reqwest::RequestBuilder,
+    client: &reqwest::Client,
+    ep: &Endpoint,
+    token: &Option<HeaderValue>,
     body: String,
     timeout: Duration,
 ) -> Result<reqwest::Response, UpstreamError> {
-    rb.header(ACCEPT, "application/json, text/event-stream")
-        .header(CONTENT_TYPE, "application/json")
-        .timeout(timeout)
-        .body(body)
-        .send()
-        .await
-        .map_err(classify)
+    let mut req = reqwest::Request::new(reqwest::Method::POST, ep.url.clone());
+    let headers = req.headers_mut();
+    *headers = ep.headers.clone();
+    headers.insert(
+        ACCEPT,
+        HeaderValue::from_static("application/json, text/event-stream"),
+    );
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(t) = token {
+        headers.insert(AUTHORIZATION, t.clone());
+    }
+    *req.timeout_mut() = Some(timeout);
+    *req.body_mut() = Some(body.into());
+    client.execute(req).await.map_err(classify)
 }
 
 fn truncate(mut s: String, max: usize) -> String {
@@ -205,6 +221,7 @@ pub async fn request(
     on_other: &mut (dyn FnMut(Message) + Send),
 ) -> Result<Answer, UpstreamError> {
     let resp = post(client, ep, body, timeout).await?;
+    // Only `initialize` needs it, but it is one header: read it always.
     let session_id = resp
         .headers()
         .get(SESSION_HEADER)
@@ -214,11 +231,10 @@ pub async fn request(
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let reply = if content_type.starts_with("text/event-stream") {
+        .unwrap_or("");
+    let reply = if starts_with_ignore_case(content_type, "text/event-stream") {
         read_sse(resp, id, on_other).await?
-    } else if content_type.starts_with("application/json") {
+    } else if starts_with_ignore_case(content_type, "application/json") {
         let bytes = resp.bytes().await.map_err(classify)?;
         match_response(&bytes, id)?
     } else {
@@ -227,6 +243,11 @@ pub async fn request(
         });
     };
     Ok(Answer { reply, session_id })
+}
+
+fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
+    s.get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
 }
 
 fn match_response(bytes: &Bytes, id: u64) -> Result<Reply, UpstreamError> {
@@ -325,7 +346,15 @@ pub fn client(egress: super::egress::Policy) -> Result<reqwest::Client, reqwest:
 
 /// The shared client's settings, for per-gateway clients to add TLS to.
 pub fn client_builder(egress: super::egress::Policy) -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
+    let builder = reqwest::Client::builder();
+    // reqwest honours the proxy variables; without any, it would still
+    // match every request against an empty proxy list (measurably, per call).
+    let builder = if proxy_configured() {
+        builder
+    } else {
+        builder.no_proxy()
+    };
+    builder
         .dns_resolver(std::sync::Arc::new(super::egress::GuardedResolver {
             policy: egress,
         }))
@@ -334,6 +363,16 @@ pub fn client_builder(egress: super::egress::Policy) -> reqwest::ClientBuilder {
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(10))
         .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
+}
+
+fn proxy_configured() -> bool {
+    ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"]
+        .iter()
+        .any(|name| {
+            [name.to_string(), name.to_ascii_lowercase()]
+                .iter()
+                .any(|n| std::env::var_os(n).is_some_and(|v| !v.is_empty()))
+        })
 }
 
 /// How a GET stream ended.
@@ -377,7 +416,7 @@ pub async fn listen(
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("text/event-stream"));
+        .is_some_and(|ct| starts_with_ignore_case(ct, "text/event-stream"));
     if !status.is_success() || !is_sse {
         return Listened::Unavailable;
     }

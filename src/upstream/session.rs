@@ -77,25 +77,30 @@ enum Command {
     },
 }
 
-/// Handle to a live upstream session. Cloning is cheap; the session lives
-/// until its [`SessionTask`] is closed or it fails.
+/// Handle to a live upstream session. Cloning is one reference count (a
+/// call clones it twice: out of the registry and into the in-flight table);
+/// the session lives until its [`SessionTask`] is closed or it fails.
 #[derive(Clone)]
 pub struct UpstreamSession {
+    shared: Arc<Handle>,
+}
+
+struct Handle {
     commands: mpsc::Sender<Command>,
     info: Arc<SessionInfo>,
     /// Request ids are chosen by the caller's handle so a caller can name its
     /// request later (to cancel it) without asking the task.
-    next_id: Arc<AtomicU64>,
+    next_id: AtomicU64,
     /// How long a caller waits for an answer.
     timeout: Duration,
     /// The `logging/setLevel` this session was last given, so it is sent once.
-    log_level: Arc<std::sync::Mutex<Option<String>>>,
+    log_level: std::sync::Mutex<Option<String>>,
     /// Streamable HTTP: each request is its own POST, so callers send it
     /// from their own task instead of through the owner (two channel hops
     /// and a spawn less per call). The owner keeps the session's life: its
     /// GET stream and its DELETE. A caller that sees the session fail has
     /// the registry discard it.
-    direct: Option<Arc<Direct>>,
+    direct: Option<Direct>,
 }
 
 struct Direct {
@@ -119,6 +124,12 @@ pub enum CloseOutcome {
 }
 
 impl UpstreamSession {
+    fn new(handle: Handle) -> Self {
+        Self {
+            shared: Arc::new(handle),
+        }
+    }
+
     /// Runs the `initialize` handshake and starts the owner task.
     pub async fn connect(
         connector: &Connector,
@@ -173,10 +184,10 @@ impl UpstreamSession {
         });
         let (tx, rx) = mpsc::channel(64);
         let stop = CancellationToken::new();
-        let direct = Arc::new(Direct {
+        let direct = Direct {
             connector: connector.clone(),
             endpoint: endpoint.clone(),
-        });
+        };
         let owner = Owner {
             connector: connector.clone(),
             endpoint,
@@ -187,30 +198,30 @@ impl UpstreamSession {
         };
         let join = tokio::spawn(owner.run());
         Ok((
-            UpstreamSession {
+            UpstreamSession::new(Handle {
                 commands: tx,
                 info,
-                next_id: Arc::new(AtomicU64::new(1)),
+                next_id: AtomicU64::new(1),
                 timeout: connector.request_timeout,
-                log_level: Arc::default(),
+                log_level: std::sync::Mutex::default(),
                 direct: Some(direct),
-            },
+            }),
             SessionTask { stop, join },
         ))
     }
 
     pub fn info(&self) -> &Arc<SessionInfo> {
-        &self.info
+        &self.shared.info
     }
 
     /// False once the owner task has ended (closed, failed or aborted).
     pub fn is_open(&self) -> bool {
-        !self.commands.is_closed()
+        !self.shared.commands.is_closed()
     }
 
     /// Whether both handles lead to the same session.
     pub fn same_session(&self, other: &UpstreamSession) -> bool {
-        self.commands.same_channel(&other.commands)
+        self.shared.commands.same_channel(&other.shared.commands)
     }
 
     /// Sends a request and waits for the upstream's answer.
@@ -225,7 +236,8 @@ impl UpstreamSession {
 
     /// The log level last sent on this session.
     pub fn log_level(&self) -> Option<String> {
-        self.log_level
+        self.shared
+            .log_level
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
@@ -233,21 +245,26 @@ impl UpstreamSession {
 
     /// Records the log level being sent on this session.
     pub fn set_log_level(&self, level: &str) {
-        *self.log_level.lock().unwrap_or_else(|p| p.into_inner()) = Some(level.to_owned());
+        *self
+            .shared
+            .log_level
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(level.to_owned());
     }
 
     /// Reserves the id the next [`call`](Self::call) will be sent with.
     pub fn next_request_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
+        self.shared.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Sends `call` as request `id` and waits for the upstream's answer.
     pub async fn call(&self, id: u64, call: Call) -> Result<Reply, UpstreamError> {
-        if let Some(direct) = &self.direct {
+        if let Some(direct) = &self.shared.direct {
             return self.call_direct(direct, id, call).await;
         }
         let (reply, answer) = oneshot::channel();
-        self.commands
+        self.shared
+            .commands
             .send(Command::Request {
                 id,
                 call: Box::new(call),
@@ -256,7 +273,7 @@ impl UpstreamSession {
             .await
             .map_err(|_| UpstreamError::Closed)?;
         // A dropped sender means the task ended (failed, closed, aborted) mid-request.
-        match tokio::time::timeout(self.timeout, answer).await {
+        match tokio::time::timeout(self.shared.timeout, answer).await {
             Ok(answer) => answer.map_err(|_| UpstreamError::Closed)?,
             Err(_) => Err(UpstreamError::Timeout),
         }
@@ -312,7 +329,7 @@ impl UpstreamSession {
 
     /// POSTs a notification, or a response to a request the upstream sent.
     pub async fn post(&self, body: String) -> Result<(), UpstreamError> {
-        if let Some(direct) = &self.direct {
+        if let Some(direct) = &self.shared.direct {
             if !self.is_open() {
                 return Err(UpstreamError::Closed);
             }
@@ -326,7 +343,8 @@ impl UpstreamSession {
             .await;
         }
         let (reply, answer) = oneshot::channel();
-        self.commands
+        self.shared
+            .commands
             .send(Command::Post { body, reply })
             .await
             .map_err(|_| UpstreamError::Closed)?;
@@ -544,14 +562,14 @@ async fn connect_multiplexed(
         Arc::clone(&info),
         connector.close_timeout,
     ));
-    let session = UpstreamSession {
+    let session = UpstreamSession::new(Handle {
         commands: tx,
         info,
-        next_id: Arc::new(AtomicU64::new(1)),
+        next_id: AtomicU64::new(1),
         timeout: connector.request_timeout,
-        log_level: Arc::default(),
+        log_level: std::sync::Mutex::default(),
         direct: None,
-    };
+    });
     Ok((session, SessionTask { stop, join }))
 }
 
