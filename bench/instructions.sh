@@ -87,7 +87,8 @@ counted() {
 }
 
 # ir FILE: total instructions of one callgrind dump.
-ir() { callgrind_annotate "$1" 2> /dev/null | grep -m1 'PROGRAM TOTALS' | awk '{ gsub(",", "", $1); print $1 }'; }
+# (awk reads to the end: an early exit would fail the pipeline under pipefail)
+ir() { callgrind_annotate "$1" 2> /dev/null | awk '/PROGRAM TOTALS/ && !n++ { gsub(",", "", $1); print $1 }'; }
 
 # under_callgrind NAME ARGS...: starts ARGS under callgrind; sets VG_PID.
 under_callgrind() {

@@ -430,12 +430,18 @@ fn accepts_sse(headers: &HeaderMap) -> bool {
 
 /// Whether some `Accept` value names `media_type` (ASCII case-insensitive),
 /// without copying the header: this runs on every request.
+/// `media_type` is lower case; so is almost every client's header, which
+/// a substring search answers directly.
 fn accept_mentions(headers: &HeaderMap, media_type: &str) -> bool {
     let needle = media_type.as_bytes();
     headers.get_all(ACCEPT).iter().any(|v| {
-        v.as_bytes()
-            .windows(needle.len())
-            .any(|w| w.eq_ignore_ascii_case(needle))
+        let value = v.as_bytes();
+        match std::str::from_utf8(value) {
+            Ok(text) if !value.iter().any(u8::is_ascii_uppercase) => text.contains(media_type),
+            _ => value
+                .windows(needle.len())
+                .any(|w| w.eq_ignore_ascii_case(needle)),
+        }
     })
 }
 
@@ -775,4 +781,32 @@ pub async fn end_session(app: &App, id: &str, reason: EvictReason) -> bool {
     let closed = app.registry.evict_session(&session.id, reason).await;
     tracing::info!(session = %session.id, reason = reason.as_str(), upstream_sessions_closed = closed, "downstream session ended");
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(ACCEPT, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn accept_headers_are_read_case_insensitively_across_values() {
+        let both = accept(&["application/json, text/event-stream"]);
+        assert!(framing(&both) == Framing::Json && accepts_sse(&both));
+        let sse_only = accept(&["Text/Event-Stream"]);
+        assert!(framing(&sse_only) == Framing::Sse && accepts_sse(&sse_only));
+        let split = accept(&["text/plain", "TEXT/EVENT-STREAM;q=0.5", "Application/JSON"]);
+        assert!(framing(&split) == Framing::Json && accepts_sse(&split));
+        let anything = accept(&["*/*"]);
+        assert!(framing(&anything) == Framing::Json && !accepts_sse(&anything));
+        let none = HeaderMap::new();
+        assert!(framing(&none) == Framing::Json && !accepts_sse(&none));
+        assert!(!accepts_sse(&accept(&["text/event"])));
+    }
 }
