@@ -430,18 +430,12 @@ fn accepts_sse(headers: &HeaderMap) -> bool {
 
 /// Whether some `Accept` value names `media_type` (ASCII case-insensitive),
 /// without copying the header: this runs on every request.
-/// `media_type` is lower case; so is almost every client's header, which
-/// a substring search answers directly.
 fn accept_mentions(headers: &HeaderMap, media_type: &str) -> bool {
     let needle = media_type.as_bytes();
     headers.get_all(ACCEPT).iter().any(|v| {
-        let value = v.as_bytes();
-        match std::str::from_utf8(value) {
-            Ok(text) if !value.iter().any(u8::is_ascii_uppercase) => text.contains(media_type),
-            _ => value
-                .windows(needle.len())
-                .any(|w| w.eq_ignore_ascii_case(needle)),
-        }
+        v.as_bytes()
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
     })
 }
 
