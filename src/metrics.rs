@@ -22,12 +22,16 @@ pub struct Metrics {
     probes: Family<Labels, Counter>,
     evictions: Family<Labels, Counter>,
     upstream_latency: Family<GatewayLabels, Histogram>,
-    /// The family's histograms by gateway id, found without building (and
-    /// allocating) a label set per call; they share the family's data.
-    latency_by_gateway: std::sync::RwLock<std::collections::HashMap<String, Histogram>>,
     upstream_sessions: Gauge<i64, AtomicI64>,
     downstream_sessions: Gauge<i64, AtomicI64>,
+    /// `acquires{outcome="reused"}`, the one counted on every call.
+    reused: Counter,
 }
+
+/// A gateway's latency histogram, looked up on first use (kept with the
+/// gateway in the catalog; a new catalog version looks it up again).
+#[derive(Clone, Debug, Default)]
+pub struct LatencySlot(std::sync::OnceLock<Histogram>);
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -81,19 +85,25 @@ impl Metrics {
             "Open downstream MCP sessions",
             downstream_sessions.clone(),
         );
+        let reused = acquires.get_or_create(&[("outcome", "reused")]).clone();
         Self {
             registry,
+            reused,
             acquires,
             probes,
             evictions,
             upstream_latency,
-            latency_by_gateway: Default::default(),
             upstream_sessions,
             downstream_sessions,
         }
     }
 
     pub fn acquire(&self, outcome: &'static str) {
+        // The common outcome skips the family's lock (see `upstream_latency`).
+        if outcome == "reused" {
+            self.reused.inc();
+            return;
+        }
         self.acquires.get_or_create(&[("outcome", outcome)]).inc();
     }
 
@@ -107,25 +117,17 @@ impl Metrics {
             .inc_by(count);
     }
 
-    pub fn upstream_latency(&self, gateway_id: &str, seconds: f64) {
-        let cache = &self.latency_by_gateway;
-        if let Some(h) = cache
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(gateway_id)
-        {
-            h.observe(seconds);
-            return;
-        }
-        let h = self
-            .upstream_latency
-            .get_or_create(&[("gateway", gateway_id.to_owned())])
-            .clone();
-        h.observe(seconds);
-        cache
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(gateway_id.to_owned(), h);
+    /// Records a call's latency in `slot`, which holds the gateway's
+    /// histogram once found: no label set built and no family lock taken
+    /// per call (both threads would otherwise write the lock's cache line).
+    pub fn upstream_latency(&self, gateway_id: &str, slot: &LatencySlot, seconds: f64) {
+        slot.0
+            .get_or_init(|| {
+                self.upstream_latency
+                    .get_or_create(&[("gateway", gateway_id.to_owned())])
+                    .clone()
+            })
+            .observe(seconds);
     }
 
     /// The text exposition, with the size gauges set to the given values.

@@ -606,8 +606,11 @@ async fn forward(
             })
         }
     };
-    app.metrics
-        .upstream_latency(&gateway.id, started.elapsed().as_secs_f64());
+    app.metrics.upstream_latency(
+        &gateway.id,
+        &gateway.latency,
+        started.elapsed().as_secs_f64(),
+    );
     match reply? {
         Reply(Ok(result)) => Ok(Outcome::Result(result)),
         Reply(Err(error)) => Ok(Outcome::UpstreamError(error)),

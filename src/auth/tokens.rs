@@ -69,8 +69,6 @@ pub enum Verdict {
 
 struct Cached {
     info: TokenInfo,
-    /// Built once: every request of this token gets a clone.
-    principal: Principal,
     /// Unix ms of the last use seen by this process (0: none).
     last_used_ms: AtomicI64,
     /// Unix ms of the last use written to the database.
@@ -114,7 +112,6 @@ impl TokenStore {
     fn remember(&self, hash: String, info: TokenInfo) -> Arc<Cached> {
         let used = info.last_used.map_or(0, |t| t.timestamp_millis());
         let cached = Arc::new(Cached {
-            principal: Principal::api_token(&info.id, &info.name, info.admin),
             info,
             last_used_ms: AtomicI64::new(used),
             persisted_ms: AtomicI64::new(used),
@@ -226,7 +223,13 @@ impl TokenStore {
             return Verdict::Expired;
         }
         self.touch(cached, now.timestamp_millis());
-        Verdict::Valid(cached.principal.clone())
+        // Built per request rather than cloned from the cache: see
+        // `Principal::anonymous`.
+        Verdict::Valid(Principal::api_token(
+            &cached.info.id,
+            &cached.info.name,
+            cached.info.admin,
+        ))
     }
 
     /// Records a use; writes it back in the background at most once a

@@ -223,6 +223,7 @@ impl Catalog {
             last_error: None,
             passthrough_headers: spec.passthrough_headers,
             declared: spec.declared,
+            latency: Default::default(),
         };
         let features = match found {
             Ok(f) => {

@@ -294,6 +294,8 @@ pub struct Gateway {
     /// changing it closes no upstream session.
     pub passthrough_headers: Option<Vec<String>>,
     pub declared: bool,
+    /// Where its calls' latency is recorded, found once per catalog version.
+    pub latency: crate::metrics::LatencySlot,
 }
 
 /// A tool as the catalog exposes it.

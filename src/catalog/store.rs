@@ -534,6 +534,7 @@ impl Store {
                     .map_err(|e| StoreError::Corrupt(format!("passthrough_headers: {e}")))?
             },
             declared: row.try_get("declared")?,
+            latency: Default::default(),
         })
     }
 }

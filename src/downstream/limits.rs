@@ -7,46 +7,79 @@
 //! Long-lived GET streams are not counted: they are one per session and hold
 //! no upstream request.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::HttpError;
 use crate::auth::Principal;
 
-/// One semaphore per principal with requests in flight, by principal id.
-type PrincipalSlots = Arc<DashMap<Arc<str>, Arc<Semaphore>>>;
+/// Requests in flight against one limit. One atomic rather than a
+/// semaphore: nothing ever waits for a slot (over the limit is refused), and
+/// a semaphore's release takes a lock — on every request, shared by every
+/// request of a principal on every thread.
+#[derive(Default)]
+pub struct Slots(AtomicUsize);
+
+impl Slots {
+    /// A slot, or `None` when `limit` are taken.
+    fn take(self: &Arc<Self>, limit: usize) -> Option<Taken> {
+        let before = self.0.fetch_add(1, Ordering::AcqRel);
+        if before >= limit {
+            self.0.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Taken(Arc::clone(self)))
+    }
+
+    fn in_use(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+struct Taken(Arc<Slots>);
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+type PrincipalSlots = Arc<DashMap<Arc<str>, Arc<Slots>>>;
 
 pub struct InflightLimits {
     per_principal: usize,
     principals: PrincipalSlots,
 }
 
-/// What a principal permit needs to drop its semaphore once idle.
 struct Cleanup {
     map: PrincipalSlots,
     id: Arc<str>,
-    full: usize,
 }
 
-/// Held for the life of a request; dropping it frees the slot.
+/// Held while a request is in flight; gives its slot back when dropped.
 pub struct Permit {
-    _permit: OwnedSemaphorePermit,
-    /// For the principal map's cleanup, set on principal permits.
+    taken: Option<Taken>,
     cleanup: Option<Cleanup>,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        if let Some(Cleanup { map, id, full }) = self.cleanup.take() {
-            // Our permit is still held here, so "idle" means all but ours are
-            // back. The check runs under the entry's shard lock, which
-            // `principal` also takes to clone the semaphore: an entry another
-            // request is about to use is never removed.
-            map.remove_if(&id, |_, sem| {
-                Arc::strong_count(sem) <= 2 && sem.available_permits() + 1 >= full
-            });
+        let Some(taken) = self.taken.take() else {
+            return;
+        };
+        let slots = Arc::clone(&taken.0);
+        drop(taken);
+        if let Some(Cleanup { map, id }) = self.cleanup.take() {
+            // Forget a principal with nothing in flight, unless someone else
+            // holds its slots (the map's reference and ours are two; a
+            // lookup clones under the shard lock this takes, so cannot race).
+            if slots.in_use() == 0 {
+                map.remove_if(&id, |_, s| {
+                    Arc::ptr_eq(s, &slots) && Arc::strong_count(s) <= 2 && s.in_use() == 0
+                });
+            }
         }
     }
 }
@@ -59,38 +92,40 @@ impl InflightLimits {
         }
     }
 
-    /// A slot among the principal's in-flight requests, or 429.
+    /// A slot among the principal's in-flight requests (all its sessions).
     pub(crate) fn principal(&self, who: &Principal) -> Result<Permit, HttpError> {
-        let sem = Arc::clone(
-            self.principals
-                .entry(Arc::clone(&who.id))
-                .or_insert_with(|| Arc::new(Semaphore::new(self.per_principal)))
-                .value(),
-        );
-        let permit = sem.try_acquire_owned().map_err(|_| HttpError::TooBusy {
+        // A shared lookup first: `entry` would take the shard's write lock
+        // on every request.
+        let existing = self.principals.get(&who.id).map(|e| Arc::clone(e.value()));
+        let slots = existing.unwrap_or_else(|| {
+            Arc::clone(
+                self.principals
+                    .entry(Arc::clone(&who.id))
+                    .or_default()
+                    .value(),
+            )
+        });
+        let taken = slots.take(self.per_principal).ok_or(HttpError::TooBusy {
             whose: "principal",
             limit: self.per_principal,
         })?;
         Ok(Permit {
-            _permit: permit,
+            taken: Some(taken),
             cleanup: Some(Cleanup {
                 map: Arc::clone(&self.principals),
                 id: Arc::clone(&who.id),
-                full: self.per_principal,
             }),
         })
     }
 
-    /// A slot among the session's in-flight requests, or 429.
-    pub(crate) fn session(sem: &Arc<Semaphore>, limit: usize) -> Result<Permit, HttpError> {
-        let permit = Arc::clone(sem)
-            .try_acquire_owned()
-            .map_err(|_| HttpError::TooBusy {
-                whose: "session",
-                limit,
-            })?;
+    /// A slot among one session's in-flight requests.
+    pub(crate) fn session(slots: &Arc<Slots>, limit: usize) -> Result<Permit, HttpError> {
+        let taken = slots.take(limit).ok_or(HttpError::TooBusy {
+            whose: "session",
+            limit,
+        })?;
         Ok(Permit {
-            _permit: permit,
+            taken: Some(taken),
             cleanup: None,
         })
     }

@@ -15,7 +15,6 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use serde_json::value::RawValue;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use tokio::sync::mpsc;
@@ -59,7 +58,7 @@ pub struct DownstreamSession {
     /// Cancelled when the session ends; its GET streams close with it.
     pub ended: CancellationToken,
     /// Slots for its in-flight requests (`limits.rs`).
-    pub inflight_slots: Arc<Semaphore>,
+    pub inflight_slots: Arc<super::limits::Slots>,
     born: Instant,
     /// Milliseconds since `born` at the last request.
     last_active_ms: AtomicU64,
@@ -203,7 +202,7 @@ impl SessionStore {
             created_at: Utc::now(),
             initialized: AtomicBool::new(false),
             ended: CancellationToken::new(),
-            inflight_slots: Arc::new(Semaphore::new(self.max_inflight)),
+            inflight_slots: Arc::default(),
             born: Instant::now(),
             last_active_ms: AtomicU64::new(0),
         });
