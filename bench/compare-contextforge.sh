@@ -67,11 +67,7 @@ if ! "$VENV/bin/python" -c "import importlib.metadata as m; assert m.version('mc
   "$VENV/bin/pip" install -q "mcp-contextforge-gateway==$CF_VERSION"
 fi
 
-if [[ "${BENCH_NO_BUILD:-0}" != 1 ]]; then
-  log "building release binaries"
-  cargo build --release -p switchyard -p switchyard-fixtures -p switchyard-bench
-fi
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+build_release
 raise_fd_limit
 
 {

@@ -47,11 +47,7 @@ TMP=$(mktemp -d)
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if [[ "${BENCH_NO_BUILD:-0}" != 1 ]]; then
-  log "building release binaries"
-  cargo build --release -p switchyard -p switchyard-fixtures -p switchyard-bench
-fi
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+build_release
 raise_fd_limit
 machine_description > "$OUT/machine.txt"
 cat "$OUT/machine.txt"

@@ -60,6 +60,15 @@ machine_description() {
   echo "kernel:  $(uname -r)"
 }
 
+# build_release: the release binaries (unless BENCH_NO_BUILD=1); sets BIN.
+build_release() {
+  if [[ "${BENCH_NO_BUILD:-0}" != 1 ]]; then
+    log "building release binaries"
+    cargo build --release -p switchyard -p switchyard-fixtures -p switchyard-bench
+  fi
+  BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+}
+
 # raise_fd_limit: held sessions and 64-connection pools need more than 1,024.
 raise_fd_limit() {
   local hard
