@@ -18,14 +18,37 @@ type GatewayLabels = [(&'static str, String); 1];
 
 pub struct Metrics {
     registry: Registry,
-    acquires: Family<Labels, Counter>,
     probes: Family<Labels, Counter>,
     evictions: Family<Labels, Counter>,
     upstream_latency: Family<GatewayLabels, Histogram>,
     upstream_sessions: Gauge<i64, AtomicI64>,
     downstream_sessions: Gauge<i64, AtomicI64>,
-    /// `acquires{outcome="reused"}`, the one counted on every call.
-    reused: Counter,
+    /// The family's counters by [`Acquired`], found once: one is counted
+    /// on every call, and the family's lock would be taken each time.
+    acquired: [Counter; 3],
+}
+
+/// How the registry came by the upstream session for a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Acquired {
+    /// The live one, used recently.
+    Reused,
+    /// The live one, after an idle health probe.
+    Probed,
+    /// A new one.
+    Created,
+}
+
+impl Acquired {
+    const ALL: [Acquired; 3] = [Acquired::Reused, Acquired::Probed, Acquired::Created];
+
+    fn label(self) -> &'static str {
+        match self {
+            Acquired::Reused => "reused",
+            Acquired::Probed => "probed",
+            Acquired::Created => "created",
+        }
+    }
 }
 
 /// A gateway's latency histogram, looked up on first use (kept with the
@@ -85,11 +108,11 @@ impl Metrics {
             "Open downstream MCP sessions",
             downstream_sessions.clone(),
         );
-        let reused = acquires.get_or_create(&[("outcome", "reused")]).clone();
+        let acquired =
+            Acquired::ALL.map(|a| acquires.get_or_create(&[("outcome", a.label())]).clone());
         Self {
             registry,
-            reused,
-            acquires,
+            acquired,
             probes,
             evictions,
             upstream_latency,
@@ -98,13 +121,8 @@ impl Metrics {
         }
     }
 
-    pub fn acquire(&self, outcome: &'static str) {
-        // The common outcome skips the family's lock (see `upstream_latency`).
-        if outcome == "reused" {
-            self.reused.inc();
-            return;
-        }
-        self.acquires.get_or_create(&[("outcome", outcome)]).inc();
+    pub fn acquire(&self, how: Acquired) {
+        self.acquired[how as usize].inc();
     }
 
     pub fn probe(&self, result: &'static str) {

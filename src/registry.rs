@@ -21,7 +21,7 @@ use serde_json::value::RawValue;
 
 use crate::catalog::{Connection, Gateway};
 use crate::jsonrpc::code;
-use crate::metrics::Metrics;
+use crate::metrics::{Acquired, Metrics};
 use crate::upstream::{
     CloseOutcome, Connector, OnMessage, Reply, SessionTask, UpstreamError, UpstreamSession,
 };
@@ -234,7 +234,7 @@ impl UpstreamSessionRegistry {
                 if live.last_used.elapsed() < self.idle_validation {
                     live.uses += 1;
                     live.last_used = Instant::now();
-                    self.metrics.acquire("reused");
+                    self.metrics.acquire(Acquired::Reused);
                     return Ok(live.session.clone());
                 }
                 let limit = self.connector.request_timeout.min(Duration::from_secs(10));
@@ -249,7 +249,7 @@ impl UpstreamSessionRegistry {
                         });
                         live.uses += 1;
                         live.last_used = Instant::now();
-                        self.metrics.acquire("probed");
+                        self.metrics.acquire(Acquired::Probed);
                         return Ok(live.session.clone());
                     }
                     Probe::Dead(e) => {
@@ -287,7 +287,7 @@ impl UpstreamSessionRegistry {
             upstream_session = session.info().upstream_session_id.as_deref().unwrap_or("-"),
             "upstream session created"
         );
-        self.metrics.acquire("created");
+        self.metrics.acquire(Acquired::Created);
         let now = Instant::now();
         *state = SlotState::Live(Box::new(Live {
             session: session.clone(),

@@ -267,35 +267,24 @@ async fn dispatch(
         "resources/list" => listed(view.resources_list()),
         "resources/templates/list" => listed(view.templates_list()),
         "tools/call" => {
-            // The usual call: only the name changes, the rest crosses as sent.
-            if let Some(named) = NamedParams::find(req) {
-                let tool = view.tool(&named.name).ok_or(RouteError::UnknownTool {
-                    name: named.name.clone(),
+            let named = Named::read(req)?;
+            let tool = view
+                .tool(named.name())
+                .ok_or_else(|| RouteError::UnknownTool {
+                    name: named.name().to_owned(),
                 })?;
-                let params = named.renamed(&tool.original_name);
-                return forward(app, view, &via, &tool.gateway, req, params, ctx).await;
-            }
-            let mut params = params_object(req)?;
-            let name = string_param(&params, "name")?;
-            let tool = view.tool(&name).ok_or(RouteError::UnknownTool { name })?;
-            params.insert("name".into(), Value::String(tool.original_name.clone()));
-            forward(app, view, &via, &tool.gateway, req, params.into(), ctx).await
+            let params = named.renamed(&tool.original_name);
+            forward(app, view, &via, &tool.gateway, req, params, ctx).await
         }
         "prompts/get" => {
-            if let Some(named) = NamedParams::find(req) {
-                let prompt = view.prompt(&named.name).ok_or(RouteError::UnknownPrompt {
-                    name: named.name.clone(),
-                })?;
-                let params = named.renamed(&prompt.key);
-                return forward(app, view, &via, &prompt.gateway, req, params, ctx).await;
-            }
-            let mut params = params_object(req)?;
-            let name = string_param(&params, "name")?;
+            let named = Named::read(req)?;
             let prompt = view
-                .prompt(&name)
-                .ok_or(RouteError::UnknownPrompt { name })?;
-            params.insert("name".into(), Value::String(prompt.key.clone()));
-            forward(app, view, &via, &prompt.gateway, req, params.into(), ctx).await
+                .prompt(named.name())
+                .ok_or_else(|| RouteError::UnknownPrompt {
+                    name: named.name().to_owned(),
+                })?;
+            let params = named.renamed(&prompt.key);
+            forward(app, view, &via, &prompt.gateway, req, params, ctx).await
         }
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
             let mut params = params_object(req)?;
@@ -418,6 +407,46 @@ impl Params {
         match self {
             Params::Raw(raw) => raw,
             Params::Parsed(map) => jsonrpc::to_raw(&map),
+        }
+    }
+}
+
+/// The `name` param of a `tools/call` or `prompts/get`, and its params.
+enum Named<'a> {
+    /// The usual request: only the name changes, the rest crosses as sent.
+    Raw(NamedParams<'a>),
+    /// Anything unusual, read (and refused when invalid) as parsed params.
+    Parsed {
+        name: String,
+        params: Map<String, Value>,
+    },
+}
+
+impl<'a> Named<'a> {
+    fn read(req: &'a Request) -> Result<Named<'a>, RouteError> {
+        if let Some(named) = NamedParams::find(req) {
+            return Ok(Named::Raw(named));
+        }
+        let params = params_object(req)?;
+        let name = string_param(&params, "name")?;
+        Ok(Named::Parsed { name, params })
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Named::Raw(n) => &n.name,
+            Named::Parsed { name, .. } => name,
+        }
+    }
+
+    /// The params to send upstream, with the name replaced by `to`.
+    fn renamed(self, to: &str) -> Params {
+        match self {
+            Named::Raw(n) => n.renamed(to),
+            Named::Parsed { mut params, .. } => {
+                params.insert("name".into(), Value::String(to.to_owned()));
+                params.into()
+            }
         }
     }
 }

@@ -115,11 +115,15 @@ pub(super) fn with_credentials(
     ep: &Endpoint,
     token: &Option<HeaderValue>,
 ) -> reqwest::RequestBuilder {
-    let rb = rb.headers(ep.headers.clone());
-    match token {
-        Some(t) => rb.header(AUTHORIZATION, t.clone()),
-        None => rb,
+    rb.headers(credential_headers(ep, token))
+}
+
+fn credential_headers(ep: &Endpoint, token: &Option<HeaderValue>) -> HeaderMap {
+    let mut headers = ep.headers.clone();
+    if let Some(t) = token {
+        headers.insert(AUTHORIZATION, t.clone());
     }
+    headers
 }
 
 /// reqwest's Display omits the cause ("error sending request"); operators need it.
@@ -183,15 +187,12 @@ async fn send_post(
 ) -> Result<reqwest::Response, UpstreamError> {
     let mut req = reqwest::Request::new(reqwest::Method::POST, ep.url.clone());
     let headers = req.headers_mut();
-    *headers = ep.headers.clone();
+    *headers = credential_headers(ep, token);
     headers.insert(
         ACCEPT,
         HeaderValue::from_static("application/json, text/event-stream"),
     );
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Some(t) = token {
-        headers.insert(AUTHORIZATION, t.clone());
-    }
     *req.timeout_mut() = Some(timeout);
     *req.body_mut() = Some(body.into());
     client.execute(req).await.map_err(classify)
@@ -365,14 +366,18 @@ pub fn client_builder(egress: super::egress::Policy) -> reqwest::ClientBuilder {
         .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
 }
 
+/// Whether any variable reqwest takes a proxy from is set.
 fn proxy_configured() -> bool {
-    ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"]
-        .iter()
-        .any(|name| {
-            [name.to_string(), name.to_ascii_lowercase()]
-                .iter()
-                .any(|n| std::env::var_os(n).is_some_and(|v| !v.is_empty()))
-        })
+    [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ]
+    .iter()
+    .any(|n| std::env::var_os(n).is_some_and(|v| !v.is_empty()))
 }
 
 /// How a GET stream ended.
