@@ -113,12 +113,18 @@ measure() {
   log "$name: ${PER_CALL[$name]} instructions per call, ${PER_SESSION[$name]} per session"
 }
 
-log "bench-relay under callgrind"
-under_callgrind relay "$BIN/bench-relay" --listen 127.0.0.1:0 --upstream "$FX_URL" --strip-prefix bench-
-RL_URL=$(first_match "$OUT/relay.log" 'http://127\.0\.0\.1:[0-9]+/mcp' 60 "$VG_PID")
-counted relay "$RL_URL" "$VG_PID"
-stop "$VG_PID"
-measure relay
+# The relay on hyper-util (the floor, the gateway's client stack), and on
+# reqwest (what the client library alone costs per call).
+for client in hyper reqwest; do
+  name=relay; [[ $client == hyper ]] || name=relay-$client
+  log "bench-relay --client $client under callgrind"
+  under_callgrind "$name" "$BIN/bench-relay" --listen 127.0.0.1:0 --upstream "$FX_URL" \
+    --strip-prefix bench- --client "$client"
+  RL_URL=$(first_match "$OUT/$name.log" 'http://127\.0\.0\.1:[0-9]+/mcp' 60 "$VG_PID")
+  counted "$name" "$RL_URL" "$VG_PID"
+  stop "$VG_PID"
+  measure "$name"
+done
 
 log "switchyard under callgrind"
 NO_COLOR=1 under_callgrind switchyard "$BIN/switchyard" serve --host 127.0.0.1 --port 0 --auth none \
@@ -134,7 +140,7 @@ measure switchyard
   echo "Instructions executed in user space per call (callgrind Ir; $SESSIONS sessions, concurrency 64,"
   echo "marginal cost of $((LARGE - SMALL)) calls) and per session (initialize, initialized, first call, DELETE)"
   printf '%-12s %14s %16s %14s\n' target "Ir per call" "Ir per session" "vs relay"
-  for t in relay switchyard; do
+  for t in relay relay-reqwest switchyard; do
     printf '%-12s %14s %16s %13sx\n' "$t" "${PER_CALL[$t]}" "${PER_SESSION[$t]}" \
       "$(awk -v a="${PER_CALL[$t]}" -v b="${PER_CALL[relay]}" 'BEGIN { printf "%.2f", a / b }')"
   done

@@ -116,6 +116,17 @@ impl Policy {
         }
         Ok(())
     }
+
+    /// What an upstream client's resolver does: resolves `host` and refuses
+    /// it if any address is refused. The port is left 0 for the caller to set.
+    async fn resolve(&self, host: &str) -> Result<Vec<SocketAddr>, EgressError> {
+        self.check_host(host)?;
+        let addrs = lookup(host, 0).await?;
+        for a in &addrs {
+            self.check_addr(host, a.ip())?;
+        }
+        Ok(addrs)
+    }
 }
 
 async fn lookup(host: &str, port: u16) -> Result<Vec<SocketAddr>, EgressError> {
@@ -158,14 +169,36 @@ impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let policy = self.policy;
         Box::pin(async move {
-            let host = name.as_str().to_owned();
-            policy.check_host(&host)?;
-            let addrs = lookup(&host, 0).await?;
-            for a in &addrs {
-                policy.check_addr(&host, a.ip())?;
-            }
+            let addrs = policy.resolve(name.as_str()).await?;
             Ok(Box::new(addrs.into_iter()) as Addrs)
         })
+    }
+}
+
+/// The same resolver for the plain-HTTP pool (`plain.rs`), which takes a
+/// `tower` service rather than reqwest's trait.
+#[derive(Clone, Copy)]
+pub struct GuardedDns {
+    pub policy: Policy,
+}
+
+impl tower_service::Service<hyper_util::client::legacy::connect::dns::Name> for GuardedDns {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = EgressError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, EgressError>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), EgressError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: hyper_util::client::legacy::connect::dns::Name) -> Self::Future {
+        let policy = self.policy;
+        Box::pin(async move { Ok(policy.resolve(name.as_str()).await?.into_iter()) })
     }
 }
 

@@ -2,19 +2,21 @@
 //! one POST per message, answered by JSON or by an SSE stream that ends with
 //! the response; DELETE to end a session.
 //!
-//! Stateless helpers over a shared `reqwest::Client`: the session owner task
-//! (`session.rs`) decides when to call them.
+//! Stateless helpers over the shared clients ([`Via`]): the session owner
+//! task (`session.rs`) decides when to call them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use reqwest::StatusCode;
 use serde_json::value::RawValue;
 
 use super::link::TokenSource;
+use super::plain;
 use super::{Reply, UpstreamError};
 use crate::jsonrpc::{self, Message};
 use crate::sse;
@@ -23,12 +25,29 @@ pub const SESSION_HEADER: &str = "mcp-session-id";
 pub const VERSION_HEADER: &str = "mcp-protocol-version";
 /// Bound on one SSE event from an upstream.
 const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
+/// Idle keep-alive connections are closed after this long.
+pub(super) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Idle keep-alive connections kept per upstream host.
+pub(super) const MAX_IDLE_PER_HOST: usize = 1024;
+/// Bound on opening one TCP connection to an upstream.
+pub(super) const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const USER_AGENT_VALUE: &str = concat!("switchyard/", env!("CARGO_PKG_VERSION"));
+
+/// The clients an upstream request may go out on: reqwest for everything,
+/// and the plain-HTTP pool for POSTs to `http://` endpoints (`plain.rs`).
+#[derive(Clone, Copy)]
+pub struct Via<'a> {
+    pub client: &'a reqwest::Client,
+    pub plain: Option<&'a plain::Pool>,
+}
 
 /// Where and how to POST: the upstream endpoint plus the per-session headers.
 #[derive(Clone)]
 pub struct Endpoint {
     /// With a `query_param` credential appended: never log it (see [`describe`]).
     pub url: reqwest::Url,
+    /// `url` for the plain-HTTP pool, when it can take it.
+    plain_uri: Option<http::Uri>,
     /// Static credentials, and `Mcp-Session-Id` and `MCP-Protocol-Version`
     /// once the session is set up.
     pub headers: HeaderMap,
@@ -56,6 +75,15 @@ fn redacted_url(url: &reqwest::Url) -> String {
 }
 
 impl Endpoint {
+    pub fn new(url: reqwest::Url, headers: HeaderMap, oauth: Option<Arc<TokenSource>>) -> Endpoint {
+        Endpoint {
+            plain_uri: plain::uri_for(&url),
+            url,
+            headers,
+            oauth,
+        }
+    }
+
     pub fn with_session(&self, session_id: Option<&str>, protocol_version: &str) -> Endpoint {
         let mut headers = self.headers.clone();
         if let Some(v) = session_id.and_then(|s| HeaderValue::from_str(s).ok()) {
@@ -66,6 +94,7 @@ impl Endpoint {
         }
         Endpoint {
             url: self.url.clone(),
+            plain_uri: self.plain_uri.clone(),
             headers,
             oauth: self.oauth.clone(),
         }
@@ -138,16 +167,64 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-async fn post(
-    client: &reqwest::Client,
-    ep: &Endpoint,
-    body: String,
-    timeout: Duration,
-) -> Result<reqwest::Response, UpstreamError> {
+/// An upstream's answer to a POST, from whichever client sent it.
+enum Answered {
+    Reqwest(reqwest::Response),
+    Plain(http::Response<hyper::body::Incoming>),
+}
+
+impl Answered {
+    fn status(&self) -> StatusCode {
+        match self {
+            Answered::Reqwest(r) => r.status(),
+            Answered::Plain(r) => r.status(),
+        }
+    }
+
+    fn headers(&self) -> &HeaderMap {
+        match self {
+            Answered::Reqwest(r) => r.headers(),
+            Answered::Plain(r) => r.headers(),
+        }
+    }
+
+    async fn bytes(self) -> Result<Bytes, UpstreamError> {
+        match self {
+            Answered::Reqwest(r) => r.bytes().await.map_err(classify),
+            Answered::Plain(r) => {
+                use http_body_util::BodyExt as _;
+                match r.into_body().collect().await {
+                    Ok(body) => Ok(body.to_bytes()),
+                    Err(e) => Err(transport(&e)),
+                }
+            }
+        }
+    }
+
+    /// The body as it arrives, for SSE answers.
+    fn chunks(self) -> BoxStream<'static, Result<Bytes, UpstreamError>> {
+        match self {
+            Answered::Reqwest(r) => r.bytes_stream().map(|c| c.map_err(classify)).boxed(),
+            Answered::Plain(r) => http_body_util::BodyDataStream::new(r.into_body())
+                .map(|c| c.map_err(|e| transport(&e)))
+                .boxed(),
+        }
+    }
+}
+
+fn transport(e: &dyn std::error::Error) -> UpstreamError {
+    UpstreamError::Transport {
+        reason: error_chain(e),
+    }
+}
+
+/// One POST and its status checked; the caller bounds it in time.
+async fn post(via: Via<'_>, ep: &Endpoint, body: String) -> Result<Answered, UpstreamError> {
+    let body = Bytes::from(body);
     // An OAuth token can be revoked or expire early: one retry with a fresh one.
     let retry = ep.oauth.as_ref().map(|_| body.clone());
     let token = oauth_token(ep).await?;
-    let mut resp = send_post(client, ep, &token, body, timeout).await?;
+    let mut resp = send_post(via, ep, &token, body).await?;
     if let (StatusCode::UNAUTHORIZED, Some(source), Some(token), Some(body)) =
         (resp.status(), &ep.oauth, token, retry)
     {
@@ -156,7 +233,7 @@ async fn post(
         resp = Box::pin(async move {
             source.reject(&token).await;
             let token = oauth_token(ep).await?;
-            send_post(client, ep, &token, body, timeout).await
+            send_post(via, ep, &token, body).await
         })
         .await?;
     }
@@ -165,7 +242,10 @@ async fn post(
         return Err(UpstreamError::SessionExpired);
     }
     if !status.is_success() {
-        let text = Box::pin(resp.text()).await.unwrap_or_default();
+        let text = match Box::pin(resp.bytes()).await {
+            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Err(_) => String::new(),
+        };
         return Err(UpstreamError::Status {
             status: status.as_u16(),
             body: truncate(text, 512),
@@ -174,28 +254,47 @@ async fn post(
     Ok(resp)
 }
 
-/// One POST, built as a whole `reqwest::Request` rather than through a
-/// `RequestBuilder`: the endpoint's header map is copied once and the
-/// constant headers are static, where the builder would merge the map
-/// entry by entry and allocate each added value. This runs on every call.
+/// One POST. To an `http://` endpoint it goes through the plain pool; a
+/// redirect from there, and everything else, goes through reqwest, built as
+/// a whole `reqwest::Request` (the endpoint's header map copied once, the
+/// constant headers static) rather than merged entry by entry by a builder.
 async fn send_post(
-    client: &reqwest::Client,
+    via: Via<'_>,
     ep: &Endpoint,
     token: &Option<HeaderValue>,
-    body: String,
-    timeout: Duration,
-) -> Result<reqwest::Response, UpstreamError> {
+    body: Bytes,
+) -> Result<Answered, UpstreamError> {
+    if let (Some(pool), Some(uri)) = (via.plain, &ep.plain_uri) {
+        let mut headers = post_headers(ep, token);
+        headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+        let resp = pool
+            .post(uri.clone(), headers, body.clone())
+            .await
+            .map_err(|e| transport(&e))?;
+        if !resp.status().is_redirection() {
+            return Ok(Answered::Plain(resp));
+        }
+        // reqwest follows redirects (a server mounted at `/mcp/` answering
+        // `/mcp` with 307, say); the pool does not.
+    }
     let mut req = reqwest::Request::new(reqwest::Method::POST, ep.url.clone());
-    let headers = req.headers_mut();
-    *headers = credential_headers(ep, token);
+    *req.headers_mut() = post_headers(ep, token);
+    *req.body_mut() = Some(body.into());
+    via.client
+        .execute(req)
+        .await
+        .map(Answered::Reqwest)
+        .map_err(classify)
+}
+
+fn post_headers(ep: &Endpoint, token: &Option<HeaderValue>) -> HeaderMap {
+    let mut headers = credential_headers(ep, token);
     headers.insert(
         ACCEPT,
         HeaderValue::from_static("application/json, text/event-stream"),
     );
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    *req.timeout_mut() = Some(timeout);
-    *req.body_mut() = Some(body.into());
-    client.execute(req).await.map_err(classify)
+    headers
 }
 
 fn truncate(mut s: String, max: usize) -> String {
@@ -213,15 +312,29 @@ fn truncate(mut s: String, max: usize) -> String {
 /// POSTs a request with id `id` and waits for its response. Other messages the
 /// upstream interleaves on an SSE answer (notifications, its own requests) go
 /// to `on_other`.
+/// `timeout` bounds the whole exchange, the answer's body included.
 pub async fn request(
-    client: &reqwest::Client,
+    via: Via<'_>,
     ep: &Endpoint,
     id: u64,
     body: String,
     timeout: Duration,
     on_other: &mut (dyn FnMut(Message) + Send),
 ) -> Result<Answer, UpstreamError> {
-    let resp = post(client, ep, body, timeout).await?;
+    match tokio::time::timeout(timeout, exchange(via, ep, id, body, on_other)).await {
+        Ok(answer) => answer,
+        Err(_) => Err(UpstreamError::Timeout),
+    }
+}
+
+async fn exchange(
+    via: Via<'_>,
+    ep: &Endpoint,
+    id: u64,
+    body: String,
+    on_other: &mut (dyn FnMut(Message) + Send),
+) -> Result<Answer, UpstreamError> {
+    let resp = post(via, ep, body).await?;
     // Only `initialize` needs it, but it is one header: read it always.
     let session_id = resp
         .headers()
@@ -236,7 +349,7 @@ pub async fn request(
     let reply = if starts_with_ignore_case(content_type, "text/event-stream") {
         read_sse(resp, id, on_other).await?
     } else if starts_with_ignore_case(content_type, "application/json") {
-        let bytes = resp.bytes().await.map_err(classify)?;
+        let bytes = resp.bytes().await?;
         match_response(&bytes, id)?
     } else {
         return Err(UpstreamError::Protocol {
@@ -269,14 +382,14 @@ fn id_matches(raw: &RawValue, id: u64) -> bool {
 }
 
 async fn read_sse(
-    resp: reqwest::Response,
+    resp: Answered,
     id: u64,
     on_other: &mut (dyn FnMut(Message) + Send),
 ) -> Result<Reply, UpstreamError> {
     let mut decoder = sse::Decoder::new(MAX_EVENT_BYTES);
-    let mut stream = resp.bytes_stream();
+    let mut stream = resp.chunks();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(classify)?;
+        let chunk = chunk?;
         let events = decoder.feed(&chunk).map_err(|e| UpstreamError::Protocol {
             reason: e.to_string(),
         })?;
@@ -300,15 +413,21 @@ async fn read_sse(
 
 /// POSTs a notification; the upstream answers 202 with no body.
 pub async fn notify(
-    client: &reqwest::Client,
+    via: Via<'_>,
     ep: &Endpoint,
     body: String,
     timeout: Duration,
 ) -> Result<(), UpstreamError> {
-    let resp = post(client, ep, body, timeout).await?;
-    // Drain so the connection goes back to the pool.
-    let _ = resp.bytes().await;
-    Ok(())
+    let sent = async {
+        let resp = post(via, ep, body).await?;
+        // Drain so the connection goes back to the pool.
+        let _ = resp.bytes().await;
+        Ok(())
+    };
+    match tokio::time::timeout(timeout, sent).await {
+        Ok(sent) => sent,
+        Err(_) => Err(UpstreamError::Timeout),
+    }
 }
 
 /// Ends the upstream session. 404 (already gone) and 405 (server does not
@@ -359,15 +478,15 @@ pub fn client_builder(egress: super::egress::Policy) -> reqwest::ClientBuilder {
         .dns_resolver(std::sync::Arc::new(super::egress::GuardedResolver {
             policy: egress,
         }))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(1024)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
         .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(10))
-        .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(TCP_CONNECT_TIMEOUT)
+        .user_agent(USER_AGENT_VALUE)
 }
 
 /// Whether any variable reqwest takes a proxy from is set.
-fn proxy_configured() -> bool {
+pub(super) fn proxy_configured() -> bool {
     [
         "HTTP_PROXY",
         "http_proxy",

@@ -96,21 +96,13 @@ impl Links {
         if !needs_shared {
             return Ok((
                 self.default_client.clone(),
-                Endpoint {
-                    url,
-                    headers,
-                    oauth: None,
-                },
+                Endpoint::new(url, headers, None),
             ));
         }
         let shared = self.shared_for(connection)?;
         Ok((
             shared.client.clone(),
-            Endpoint {
-                url,
-                headers,
-                oauth: shared.oauth.clone(),
-            },
+            Endpoint::new(url, headers, shared.oauth.clone()),
         ))
     }
 

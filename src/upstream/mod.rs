@@ -15,6 +15,7 @@
 pub mod egress;
 pub mod http;
 pub mod link;
+mod plain;
 mod session;
 mod wire;
 
@@ -79,6 +80,9 @@ pub struct Connector {
     /// The client for this connection: the shared one, or after [`Connector::link`]
     /// one with the gateway's TLS settings.
     pub client: reqwest::Client,
+    /// Keep-alive connections for POSTs to `http://` upstreams (`plain.rs`);
+    /// `None` when a proxy is configured.
+    pub plain: Option<plain::Pool>,
     /// Per-connection clients and OAuth token caches.
     pub links: Arc<link::Links>,
     pub request_timeout: Duration,
@@ -100,10 +104,19 @@ impl Connector {
         Connector {
             links: Arc::new(link::Links::new(client.clone(), egress, connect_timeout)),
             client,
+            plain: plain::Pool::new(egress),
             request_timeout,
             connect_timeout,
             close_timeout,
             egress,
+        }
+    }
+
+    /// The clients a request goes out on.
+    pub fn via(&self) -> http::Via<'_> {
+        http::Via {
+            client: &self.client,
+            plain: self.plain.as_ref(),
         }
     }
 

@@ -157,7 +157,7 @@ impl UpstreamSession {
             tracing::debug!(?m, "upstream message before initialize completed; ignored")
         };
         let answer = http::request(
-            &connector.client,
+            connector.via(),
             &base,
             0,
             body,
@@ -169,7 +169,7 @@ impl UpstreamSession {
         let endpoint = base.with_session(answer.session_id.as_deref(), &version);
         let initialized = jsonrpc::notification_body("notifications/initialized", None);
         http::notify(
-            &connector.client,
+            connector.via(),
             &endpoint,
             initialized,
             connector.connect_timeout,
@@ -316,7 +316,7 @@ impl UpstreamSession {
         };
         let connector = &direct.connector;
         http::request(
-            &connector.client,
+            connector.via(),
             endpoint,
             id,
             body,
@@ -335,7 +335,7 @@ impl UpstreamSession {
             }
             let connector = &direct.connector;
             return http::notify(
-                &connector.client,
+                connector.via(),
                 &direct.endpoint,
                 body,
                 connector.request_timeout,
@@ -415,7 +415,8 @@ impl Owner {
                         let connector = self.connector.clone();
                         let endpoint = self.endpoint.clone();
                         inflight.spawn(async move {
-                            let result = http::notify(&connector.client, &endpoint, body, connector.request_timeout).await;
+                            let result = http::notify(
+            connector.via(), &endpoint, body, connector.request_timeout).await;
                             let fatal = match &result {
                                 Err(e) if e.ends_session() => Some(e.clone()),
                                 _ => None,
@@ -694,7 +695,7 @@ async fn send_request(
         ),
     };
     let result = http::request(
-        &connector.client,
+        connector.via(),
         &endpoint,
         id,
         body,

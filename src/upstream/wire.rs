@@ -323,10 +323,7 @@ async fn open_sse(
     }));
     let wire = Wire::Sse {
         client: connector.client.clone(),
-        post: Endpoint {
-            url: post_url,
-            ..base
-        },
+        post: Endpoint::new(post_url, base.headers, base.oauth),
         timeout: connector.request_timeout,
         reader,
     };

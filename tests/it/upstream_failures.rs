@@ -129,3 +129,38 @@ async fn shutdown_closes_every_upstream_session() {
         .expect("bounded shutdown");
     assert_eq!(up.stats().live_sessions, 0);
 }
+
+/// A server that moved (or is mounted at `/mcp/` and answers `/mcp` with a
+/// redirect) keeps working: every POST, the initialize and each call, is
+/// redirected with 307, which keeps method and body, and the session is
+/// still reused across calls.
+#[tokio::test]
+async fn an_upstream_that_redirects_is_followed() {
+    let up = counter("counter").await;
+    let target = up.url();
+    let app = axum::Router::new().fallback(move || {
+        let target = target.clone();
+        async move {
+            (
+                axum::http::StatusCode::TEMPORARY_REDIRECT,
+                [(axum::http::header::LOCATION, target)],
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let moved = format!("http://{}/old-mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let gw = TestGateway::start().await;
+    gw.register("counter", &moved).await;
+    let mut c = gw.connect("/mcp").await;
+    assert_eq!(c.counter("counter-increment", json!({"by": 2})).await, 2);
+    assert_eq!(c.counter("counter-increment", json!({"by": 3})).await, 5);
+    let inits = up.stats().initializes;
+    assert_eq!(c.counter("counter-get", json!({})).await, 5);
+    assert_eq!(
+        up.stats().initializes,
+        inits,
+        "calls through the redirect reuse the upstream session"
+    );
+}

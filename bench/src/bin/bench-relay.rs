@@ -3,6 +3,11 @@
 //! rename the tool, forward over a pooled keep-alive client, pass the session
 //! header through — and nothing else: no session table, no validation, no
 //! logging. What Switchyard costs above this is its own overhead.
+//!
+//! Upstream requests go out on hyper-util's pooled client, as the gateway's
+//! per-call POSTs to `http://` upstreams do (its `upstream/plain.rs`), so
+//! both pay the same client costs; `--client reqwest` is the relay as it was
+//! before the gateway moved off reqwest, for comparison.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,11 +16,14 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::Value;
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -43,11 +51,30 @@ struct Args {
     /// [default: one per CPU].
     #[arg(long)]
     threads: Option<usize>,
+    /// HTTP client for upstream requests.
+    #[arg(long, value_enum, default_value_t = ClientKind::Hyper)]
+    client: ClientKind,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ClientKind {
+    /// hyper-util's pooled client, as the gateway's plain-HTTP path.
+    Hyper,
+    /// reqwest (built on the same pool, plus its own per-request work).
+    Reqwest,
+}
+
+// One value per process, read on every call: boxing would add a load per call.
+#[allow(clippy::large_enum_variant)]
+enum Client {
+    Hyper(hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>),
+    Reqwest(reqwest::Client),
 }
 
 struct Relay {
-    client: reqwest::Client,
+    client: Client,
     upstream: reqwest::Url,
+    upstream_uri: Uri,
     prefix: String,
 }
 
@@ -63,43 +90,75 @@ async fn post_mcp(State(r): State<Arc<Relay>>, headers: HeaderMap, body: Bytes) 
             }
         }
     }
-    let mut req = r
-        .client
-        .post(r.upstream.clone())
-        .header(CONTENT_TYPE, "application/json")
-        .header(ACCEPT, "application/json, text/event-stream")
-        .body(msg.to_string());
+    let mut out = HeaderMap::new();
+    out.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    out.insert(
+        ACCEPT,
+        HeaderValue::from_static("application/json, text/event-stream"),
+    );
     if let Some(sid) = headers.get(SESSION_HEADER) {
-        req = req.header(SESSION_HEADER, sid.clone());
+        out.insert(SESSION_HEADER, sid.clone());
     }
-    relay_answer(req).await
+    relay(&r, Method::POST, out, Bytes::from(msg.to_string())).await
 }
 
 /// Lets the load tool end sessions through the relay, so all targets see the same workload.
 async fn delete_mcp(State(r): State<Arc<Relay>>, headers: HeaderMap) -> Response {
-    let mut req = r.client.delete(r.upstream.clone());
+    let mut out = HeaderMap::new();
     if let Some(sid) = headers.get(SESSION_HEADER) {
-        req = req.header(SESSION_HEADER, sid.clone());
+        out.insert(SESSION_HEADER, sid.clone());
     }
-    relay_answer(req).await
+    relay(&r, Method::DELETE, out, Bytes::new()).await
 }
 
-async fn relay_answer(req: reqwest::RequestBuilder) -> Response {
-    let resp = match req.send().await {
-        Ok(r) => r,
-        Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+async fn relay(r: &Relay, method: Method, headers: HeaderMap, body: Bytes) -> Response {
+    let answer = match &r.client {
+        Client::Hyper(client) => {
+            let mut req = axum::http::Request::new(Full::new(body));
+            *req.method_mut() = method;
+            *req.uri_mut() = r.upstream_uri.clone();
+            *req.headers_mut() = headers;
+            match client.request(req).await {
+                Ok(resp) => {
+                    let (parts, body) = resp.into_parts();
+                    body.collect()
+                        .await
+                        .map(|b| (parts.status, parts.headers, b.to_bytes()))
+                        .map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        Client::Reqwest(client) => {
+            let sent = client
+                .request(method, r.upstream.clone())
+                .headers(headers)
+                .body(body)
+                .send()
+                .await;
+            match sent {
+                Ok(resp) => {
+                    let (status, headers) = (resp.status(), resp.headers().clone());
+                    resp.bytes()
+                        .await
+                        .map(|b| (status, headers, b))
+                        .map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    };
+    let (status, headers, body) = match answer {
+        Ok(a) => a,
+        Err(e) => return (StatusCode::BAD_GATEWAY, e).into_response(),
     };
     let mut out = HeaderMap::new();
     for name in [CONTENT_TYPE.as_str(), SESSION_HEADER] {
-        if let Some(v) = resp.headers().get(name) {
+        if let Some(v) = headers.get(name) {
             out.insert(name, v.clone());
         }
     }
-    let status = resp.status();
-    match resp.bytes().await {
-        Ok(body) => (status, out, body).into_response(),
-        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
-    }
+    (status, out, body).into_response()
 }
 
 fn main() -> std::process::ExitCode {
@@ -120,12 +179,30 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> std::process::ExitCode {
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(1024)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .tcp_nodelay(true)
-        .build();
+    let client = match args.client {
+        ClientKind::Hyper => {
+            let mut connector = HttpConnector::new();
+            connector.set_nodelay(true);
+            Ok(Client::Hyper(
+                hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+                    .pool_timer(TokioTimer::new())
+                    .pool_idle_timeout(Duration::from_secs(90))
+                    .pool_max_idle_per_host(1024)
+                    .build(connector),
+            ))
+        }
+        ClientKind::Reqwest => reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(1024)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .build()
+            .map(Client::Reqwest),
+    };
+    let upstream_uri = match args.upstream.as_str().parse::<Uri>() {
+        Ok(u) => u,
+        Err(e) => return fail(&format!("--upstream is not a URI: {e}")),
+    };
     let (client, listener) = match (client, tokio::net::TcpListener::bind(args.listen).await) {
         (Ok(c), Ok(l)) => (c, l),
         (Err(e), _) => return fail(&format!("cannot build the HTTP client: {e}")),
@@ -138,6 +215,7 @@ async fn run(args: Args) -> std::process::ExitCode {
     let relay = Arc::new(Relay {
         client,
         upstream: args.upstream,
+        upstream_uri,
         prefix: args.strip_prefix,
     });
     let app = Router::new()

@@ -1,0 +1,106 @@
+//! The POST path for `http://` upstreams, on hyper-util's pooled client
+//! directly instead of through reqwest.
+//!
+//! Every tools/call is one upstream POST, so what the client library does
+//! per request is paid on every call. reqwest (0.12 and 0.13 alike) re-parses
+//! the request URL twice per request (its redirect policy and its response
+//! both rebuild a `Url` from the `Uri`) and clones the request for its retry
+//! policy: about 25,000 instructions per call, a fifth of the gateway's whole
+//! per-call work (`bench/instructions.sh`, see bench/RESULTS.md). hyper-util
+//! is the pool reqwest itself is built on, so connection reuse is the same.
+//!
+//! What reqwest does that this path does not, and how that is covered:
+//! - TLS: only `http://` URLs come here; `https://` stays on reqwest, with
+//!   the gateway's CA bundle and client certificate.
+//! - Proxies: with `HTTP_PROXY`/`ALL_PROXY` set, no pool is built at all.
+//! - Redirects (e.g. a server mounted at `/mcp/` answering `/mcp` with 307):
+//!   a 3xx answer is sent again through reqwest, which follows it.
+//! - URL credentials (`http://user:pass@host`): such endpoints keep reqwest,
+//!   which turns them into a Basic header.
+//! - Names are resolved under the egress policy, like reqwest's resolver.
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, Uri};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::egress::{self, GuardedDns};
+use super::http::{proxy_configured, MAX_IDLE_PER_HOST, POOL_IDLE_TIMEOUT, TCP_CONNECT_TIMEOUT};
+
+/// Keep-alive connections to plain-HTTP upstreams, shared by all sessions.
+#[derive(Clone)]
+pub struct Pool {
+    client: Client<HttpConnector<GuardedDns>, Full<Bytes>>,
+}
+
+impl Pool {
+    /// `None` when a proxy variable is set: reqwest honours those, this pool
+    /// would bypass them.
+    pub fn new(policy: egress::Policy) -> Option<Pool> {
+        if proxy_configured() {
+            return None;
+        }
+        let mut connector = HttpConnector::new_with_resolver(GuardedDns { policy });
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(TCP_CONNECT_TIMEOUT));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
+            .build(connector);
+        Some(Pool { client })
+    }
+
+    /// One POST; the caller bounds it in time.
+    pub async fn post(
+        &self,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
+        let mut req = Request::new(Full::new(body));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = uri;
+        *req.headers_mut() = headers;
+        self.client.request(req).await
+    }
+}
+
+/// The `Uri` this pool can POST to for `url`, when it can: plain `http://`,
+/// no credentials in the URL (see the module comment).
+pub fn uri_for(url: &reqwest::Url) -> Option<Uri> {
+    if url.scheme() != "http" || !url.username().is_empty() || url.password().is_some() {
+        return None;
+    }
+    let mut text = url.as_str();
+    if let Some(at) = text.find('#') {
+        text = &text[..at]; // a fragment is never sent
+    }
+    text.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uri(s: &str) -> Option<String> {
+        uri_for(&reqwest::Url::parse(s).unwrap()).map(|u| u.to_string())
+    }
+
+    #[test]
+    fn only_plain_http_without_url_credentials() {
+        assert_eq!(
+            uri("http://127.0.0.1:8000/mcp?key=v").as_deref(),
+            Some("http://127.0.0.1:8000/mcp?key=v")
+        );
+        assert_eq!(
+            uri("http://upstream.internal/mcp#frag").as_deref(),
+            Some("http://upstream.internal/mcp")
+        );
+        assert_eq!(uri("https://upstream.example/mcp"), None);
+        assert_eq!(uri("http://user:pw@upstream.internal/mcp"), None);
+    }
+}
