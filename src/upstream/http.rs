@@ -46,8 +46,9 @@ pub struct Via<'a> {
 pub struct Endpoint {
     /// With a `query_param` credential appended: never log it (see [`describe`]).
     pub url: reqwest::Url,
-    /// `url` for the plain-HTTP pool, when it can take it.
-    plain_uri: Option<http::Uri>,
+    /// `url` for the plain-HTTP pool, when it can take it; shared, as every
+    /// upstream session holds copies of its endpoint.
+    plain_uri: Option<Arc<http::Uri>>,
     /// Static credentials, and `Mcp-Session-Id` and `MCP-Protocol-Version`
     /// once the session is set up.
     pub headers: HeaderMap,
@@ -77,7 +78,7 @@ fn redacted_url(url: &reqwest::Url) -> String {
 impl Endpoint {
     pub fn new(url: reqwest::Url, headers: HeaderMap, oauth: Option<Arc<TokenSource>>) -> Endpoint {
         Endpoint {
-            plain_uri: plain::uri_for(&url),
+            plain_uri: plain::uri_for(&url).map(Arc::new),
             url,
             headers,
             oauth,
@@ -268,7 +269,7 @@ async fn send_post(
         let mut headers = post_headers(ep, token);
         headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
         let resp = pool
-            .post(uri.clone(), headers, body.clone())
+            .post(http::Uri::clone(uri), headers, body.clone())
             .await
             .map_err(|e| transport(&e))?;
         if !resp.status().is_redirection() {

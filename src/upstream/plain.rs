@@ -19,6 +19,8 @@
 //!   which turns them into a Basic header.
 //! - Names are resolved under the egress policy, like reqwest's resolver.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, Uri};
 use http_body_util::Full;
@@ -31,9 +33,12 @@ use super::egress::{self, GuardedDns};
 use super::http::{proxy_configured, MAX_IDLE_PER_HOST, POOL_IDLE_TIMEOUT, TCP_CONNECT_TIMEOUT};
 
 /// Keep-alive connections to plain-HTTP upstreams, shared by all sessions.
+/// Behind an `Arc`: hyper-util's client is several hundred bytes, and every
+/// upstream session holds a copy of its connector (measured: 2 KB more per
+/// held session with the client inline).
 #[derive(Clone)]
 pub struct Pool {
-    client: Client<HttpConnector<GuardedDns>, Full<Bytes>>,
+    client: Arc<Client<HttpConnector<GuardedDns>, Full<Bytes>>>,
 }
 
 impl Pool {
@@ -51,7 +56,9 @@ impl Pool {
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
             .build(connector);
-        Some(Pool { client })
+        Some(Pool {
+            client: Arc::new(client),
+        })
     }
 
     /// One POST; the caller bounds it in time.
