@@ -27,6 +27,7 @@
 #   BENCH_COLD=20          fresh sessions per run for the cold-start figure
 #   BENCH_SCALE_LEVELS="100 1000 10000"   open sessions for the scaling curve
 #   BENCH_SCALE_CALLS=3000 measured calls per scaling level
+#   BENCH_SCALE_ROUNDS=3   interleaved rounds of the scaling curve
 #   BENCH_MEM_LEVELS="1000 10000"         held sessions for the memory samples
 #   BENCH_HOLD_TIMEOUT=300 seconds a holding load tool may live at most
 #   BENCH_NO_BUILD=1       use the binaries already in target/release
@@ -41,11 +42,11 @@ no_arguments "$0" "$@"
 if [[ "${BENCH_QUICK:-0}" == 1 ]]; then
   ROUNDS=${BENCH_ROUNDS:-1}; DURATION=${BENCH_DURATION:-1}; WARMUP=${BENCH_WARMUP:-0.5}
   SCALE_LEVELS=${BENCH_SCALE_LEVELS:-"100 1000"}; SCALE_CALLS=${BENCH_SCALE_CALLS:-1000}
-  MEM_LEVELS=${BENCH_MEM_LEVELS:-"1000"}
+  SCALE_ROUNDS=${BENCH_SCALE_ROUNDS:-1}; MEM_LEVELS=${BENCH_MEM_LEVELS:-"1000"}
 else
   ROUNDS=${BENCH_ROUNDS:-3}; DURATION=${BENCH_DURATION:-5}; WARMUP=${BENCH_WARMUP:-1}
   SCALE_LEVELS=${BENCH_SCALE_LEVELS:-"100 1000 10000"}; SCALE_CALLS=${BENCH_SCALE_CALLS:-3000}
-  MEM_LEVELS=${BENCH_MEM_LEVELS:-"1000 10000"}
+  SCALE_ROUNDS=${BENCH_SCALE_ROUNDS:-3}; MEM_LEVELS=${BENCH_MEM_LEVELS:-"1000 10000"}
 fi
 COLD=${BENCH_COLD:-20}
 HOLD_TIMEOUT=${BENCH_HOLD_TIMEOUT:-300}
@@ -121,14 +122,18 @@ for ((round = 1; round <= ROUNDS; round++)); do
   done
 done
 
-# 3. Scaling: one call at a time, round-robin over N open sessions.
-for n in $SCALE_LEVELS; do
-  for t in direct switchyard; do
-    target "$t"
-    load "$RESULTS" "scaling $n open $t" --url "$URL" --tool "$TOOL" --args "$ARGS" \
-      "${WATCH[@]}" --sessions "$n" --open-concurrency 64 --concurrency 1 --prime \
-      --calls "$SCALE_CALLS" --warmup 0 --cold-start 0 --delete \
-      --tag scenario=scaling --tag "open=$n" --tag "target=$t"
+# 3. Scaling: one call at a time, round-robin over N open sessions. The
+# levels are interleaved over rounds (medians per level): run once in
+# order, the machine's drift over those minutes moved the curve by ±25 %.
+for ((round = 1; round <= SCALE_ROUNDS; round++)); do
+  for n in $SCALE_LEVELS; do
+    for t in direct switchyard; do
+      target "$t"
+      load "$RESULTS" "round $round/$SCALE_ROUNDS scaling $n open $t" --url "$URL" --tool "$TOOL" \
+        --args "$ARGS" "${WATCH[@]}" --sessions "$n" --open-concurrency 64 --concurrency 1 \
+        --prime --calls "$SCALE_CALLS" --warmup 0 --cold-start 0 --delete \
+        --tag scenario=scaling --tag "open=$n" --tag "target=$t" --tag "round=$round"
+    done
   done
 done
 idle_sample "$RESULTS" "idle after all runs" "$SY_PID"

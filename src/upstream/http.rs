@@ -11,7 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use reqwest::header::{
+    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT,
+};
 use reqwest::StatusCode;
 use serde_json::value::RawValue;
 
@@ -46,12 +48,15 @@ pub struct Via<'a> {
 pub struct Endpoint {
     /// With a `query_param` credential appended: never log it (see [`describe`]).
     pub url: reqwest::Url,
-    /// `url` for the plain-HTTP pool, when it can take it; shared, as every
-    /// upstream session holds copies of its endpoint.
-    plain_uri: Option<Arc<http::Uri>>,
+    /// Where the plain-HTTP pool sends it, when it can take it; shared, as
+    /// every upstream session holds copies of its endpoint.
+    plain: Option<Arc<plain::Target>>,
     /// Static credentials, and `Mcp-Session-Id` and `MCP-Protocol-Version`
     /// once the session is set up.
-    pub headers: HeaderMap,
+    headers: HeaderMap,
+    /// `headers` plus what every POST carries (`Accept`, `Content-Type`,
+    /// `User-Agent`): built once here, copied per request in one clone.
+    post_headers: HeaderMap,
     /// For OAuth upstreams: the current access token, added per request.
     pub oauth: Option<Arc<TokenSource>>,
 }
@@ -78,27 +83,36 @@ fn redacted_url(url: &reqwest::Url) -> String {
 impl Endpoint {
     pub fn new(url: reqwest::Url, headers: HeaderMap, oauth: Option<Arc<TokenSource>>) -> Endpoint {
         Endpoint {
-            plain_uri: plain::uri_for(&url).map(Arc::new),
+            plain: plain::Target::for_url(&url).map(Arc::new),
             url,
+            post_headers: with_post_headers(headers.clone()),
             headers,
             oauth,
         }
     }
 
     pub fn with_session(&self, session_id: Option<&str>, protocol_version: &str) -> Endpoint {
-        let mut headers = self.headers.clone();
+        let mut extra = HeaderMap::new();
         if let Some(v) = session_id.and_then(|s| HeaderValue::from_str(s).ok()) {
-            headers.insert(SESSION_HEADER, v);
+            extra.insert(SESSION_HEADER, v);
         }
         if let Ok(v) = HeaderValue::from_str(protocol_version) {
-            headers.insert(VERSION_HEADER, v);
+            extra.insert(VERSION_HEADER, v);
         }
-        Endpoint {
-            url: self.url.clone(),
-            plain_uri: self.plain_uri.clone(),
-            headers,
-            oauth: self.oauth.clone(),
-        }
+        self.clone().with_headers(extra)
+    }
+
+    /// This endpoint with `extra` on every request (as `HeaderMap::extend`:
+    /// replacing same-named headers).
+    pub fn with_headers(mut self, extra: HeaderMap) -> Endpoint {
+        self.post_headers.extend(extra.clone());
+        self.headers.extend(extra);
+        self
+    }
+
+    /// Credentials and session headers: what every request carries.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
     }
 
     fn has_session(&self) -> bool {
@@ -149,10 +163,23 @@ pub(super) fn with_credentials(
 }
 
 fn credential_headers(ep: &Endpoint, token: &Option<HeaderValue>) -> HeaderMap {
-    let mut headers = ep.headers.clone();
+    with_token(ep.headers.clone(), token)
+}
+
+fn with_token(mut headers: HeaderMap, token: &Option<HeaderValue>) -> HeaderMap {
     if let Some(t) = token {
         headers.insert(AUTHORIZATION, t.clone());
     }
+    headers
+}
+
+fn with_post_headers(mut headers: HeaderMap) -> HeaderMap {
+    headers.insert(
+        ACCEPT,
+        HeaderValue::from_static("application/json, text/event-stream"),
+    );
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
     headers
 }
 
@@ -265,11 +292,12 @@ async fn send_post(
     token: &Option<HeaderValue>,
     body: Bytes,
 ) -> Result<Answered, UpstreamError> {
-    if let (Some(pool), Some(uri)) = (via.plain, &ep.plain_uri) {
-        let mut headers = post_headers(ep, token);
-        headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+    if let (Some(pool), Some(target)) = (via.plain, &ep.plain) {
+        let mut headers = with_token(ep.post_headers.clone(), token);
+        // What hyper-util would otherwise format per request.
+        headers.insert(HOST, target.host.clone());
         let resp = pool
-            .post(http::Uri::clone(uri), headers, body.clone())
+            .post(target.uri.clone(), headers, body.clone())
             .await
             .map_err(|e| transport(&e))?;
         if !resp.status().is_redirection() {
@@ -279,23 +307,13 @@ async fn send_post(
         // `/mcp` with 307, say); the pool does not.
     }
     let mut req = reqwest::Request::new(reqwest::Method::POST, ep.url.clone());
-    *req.headers_mut() = post_headers(ep, token);
+    *req.headers_mut() = with_token(ep.post_headers.clone(), token);
     *req.body_mut() = Some(body.into());
     via.client
         .execute(req)
         .await
         .map(Answered::Reqwest)
         .map_err(classify)
-}
-
-fn post_headers(ep: &Endpoint, token: &Option<HeaderValue>) -> HeaderMap {
-    let mut headers = credential_headers(ep, token);
-    headers.insert(
-        ACCEPT,
-        HeaderValue::from_static("application/json, text/event-stream"),
-    );
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers
 }
 
 fn truncate(mut s: String, max: usize) -> String {

@@ -22,7 +22,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, Uri};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -76,38 +76,67 @@ impl Pool {
     }
 }
 
-/// The `Uri` this pool can POST to for `url`, when it can: plain `http://`,
-/// no credentials in the URL (see the module comment).
-pub fn uri_for(url: &reqwest::Url) -> Option<Uri> {
-    if url.scheme() != "http" || !url.username().is_empty() || url.password().is_some() {
-        return None;
+/// Where the pool sends an endpoint's POSTs, worked out once per endpoint.
+pub struct Target {
+    pub uri: Uri,
+    /// The `Host` header hyper-util would otherwise format per request.
+    pub host: HeaderValue,
+}
+
+impl Target {
+    /// `None` unless `url` is plain `http://` without credentials in it (see
+    /// the module comment).
+    pub fn for_url(url: &reqwest::Url) -> Option<Target> {
+        if url.scheme() != "http" || !url.username().is_empty() || url.password().is_some() {
+            return None;
+        }
+        let mut text = url.as_str();
+        if let Some(at) = text.find('#') {
+            text = &text[..at]; // a fragment is never sent
+        }
+        let uri: Uri = text.parse().ok()?;
+        // `port()` is `None` for the scheme's default, which `Host` leaves out.
+        let host = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => HeaderValue::from_str(&format!("{h}:{p}")).ok()?,
+            (Some(h), None) => HeaderValue::from_str(h).ok()?,
+            (None, _) => return None,
+        };
+        Some(Target { uri, host })
     }
-    let mut text = url.as_str();
-    if let Some(at) = text.find('#') {
-        text = &text[..at]; // a fragment is never sent
-    }
-    text.parse().ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn uri(s: &str) -> Option<String> {
-        uri_for(&reqwest::Url::parse(s).unwrap()).map(|u| u.to_string())
+    fn target(s: &str) -> Option<(String, String)> {
+        Target::for_url(&reqwest::Url::parse(s).unwrap()).map(|t| {
+            (
+                t.uri.to_string(),
+                t.host.to_str().unwrap_or_default().to_owned(),
+            )
+        })
+    }
+
+    fn pair(uri: &str, host: &str) -> Option<(String, String)> {
+        Some((uri.to_owned(), host.to_owned()))
     }
 
     #[test]
     fn only_plain_http_without_url_credentials() {
         assert_eq!(
-            uri("http://127.0.0.1:8000/mcp?key=v").as_deref(),
-            Some("http://127.0.0.1:8000/mcp?key=v")
+            target("http://127.0.0.1:8000/mcp?key=v"),
+            pair("http://127.0.0.1:8000/mcp?key=v", "127.0.0.1:8000")
         );
         assert_eq!(
-            uri("http://upstream.internal/mcp#frag").as_deref(),
-            Some("http://upstream.internal/mcp")
+            target("http://upstream.internal:80/mcp#frag"),
+            pair("http://upstream.internal/mcp", "upstream.internal")
         );
-        assert_eq!(uri("https://upstream.example/mcp"), None);
-        assert_eq!(uri("http://user:pw@upstream.internal/mcp"), None);
+        assert_eq!(
+            target("http://[::1]:9000/mcp"),
+            pair("http://[::1]:9000/mcp", "[::1]:9000")
+        );
+        assert_eq!(target("https://upstream.example/mcp"), None);
+        assert_eq!(target("http://user:pw@upstream.internal/mcp"), None);
     }
 }

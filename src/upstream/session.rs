@@ -299,9 +299,7 @@ impl UpstreamSession {
         let endpoint = if headers.is_empty() {
             &direct.endpoint
         } else {
-            let mut e = direct.endpoint.clone();
-            e.headers.extend(headers);
-            extended = e;
+            extended = direct.endpoint.clone().with_headers(headers);
             &extended
         };
         let body = jsonrpc::request_body(id, &method, params.as_deref());
@@ -406,8 +404,7 @@ impl Owner {
                 cmd = self.commands.recv() => match cmd {
                     Some(Command::Request { id, call, reply }) => {
                         let call = *call;
-                        let mut endpoint = self.endpoint.clone();
-                        endpoint.headers.extend(call.headers);
+                        let endpoint = self.endpoint.clone().with_headers(call.headers);
                         let body = jsonrpc::request_body(id, &call.method, call.params.as_deref());
                         inflight.spawn(send_request(self.connector.clone(), endpoint, id, body, call.interim, reply));
                     }

@@ -323,7 +323,7 @@ async fn open_sse(
     }));
     let wire = Wire::Sse {
         client: connector.client.clone(),
-        post: Endpoint::new(post_url, base.headers, base.oauth),
+        post: Endpoint::new(post_url, base.headers().clone(), base.oauth),
         timeout: connector.request_timeout,
         reader,
     };
