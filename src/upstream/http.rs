@@ -52,11 +52,12 @@ pub struct Endpoint {
     /// every upstream session holds copies of its endpoint.
     plain: Option<Arc<plain::Target>>,
     /// Static credentials, and `Mcp-Session-Id` and `MCP-Protocol-Version`
-    /// once the session is set up.
-    headers: HeaderMap,
+    /// once the session is set up. Shared by the endpoint's copies (each
+    /// upstream session holds several): a map is ~1 KB, measured per session.
+    headers: Arc<HeaderMap>,
     /// `headers` plus what every POST carries (`Accept`, `Content-Type`,
     /// `User-Agent`): built once here, copied per request in one clone.
-    post_headers: HeaderMap,
+    post_headers: Arc<HeaderMap>,
     /// For OAuth upstreams: the current access token, added per request.
     pub oauth: Option<Arc<TokenSource>>,
 }
@@ -85,8 +86,8 @@ impl Endpoint {
         Endpoint {
             plain: plain::Target::for_url(&url).map(Arc::new),
             url,
-            post_headers: with_post_headers(headers.clone()),
-            headers,
+            post_headers: Arc::new(with_post_headers(headers.clone())),
+            headers: Arc::new(headers),
             oauth,
         }
     }
@@ -105,8 +106,8 @@ impl Endpoint {
     /// This endpoint with `extra` on every request (as `HeaderMap::extend`:
     /// replacing same-named headers).
     pub fn with_headers(mut self, extra: HeaderMap) -> Endpoint {
-        self.post_headers.extend(extra.clone());
-        self.headers.extend(extra);
+        Arc::make_mut(&mut self.post_headers).extend(extra.clone());
+        Arc::make_mut(&mut self.headers).extend(extra);
         self
     }
 
@@ -163,7 +164,7 @@ pub(super) fn with_credentials(
 }
 
 fn credential_headers(ep: &Endpoint, token: &Option<HeaderValue>) -> HeaderMap {
-    with_token(ep.headers.clone(), token)
+    with_token(HeaderMap::clone(&ep.headers), token)
 }
 
 fn with_token(mut headers: HeaderMap, token: &Option<HeaderValue>) -> HeaderMap {
@@ -293,7 +294,7 @@ async fn send_post(
     body: Bytes,
 ) -> Result<Answered, UpstreamError> {
     if let (Some(pool), Some(target)) = (via.plain, &ep.plain) {
-        let mut headers = with_token(ep.post_headers.clone(), token);
+        let mut headers = with_token(HeaderMap::clone(&ep.post_headers), token);
         // What hyper-util would otherwise format per request.
         headers.insert(HOST, target.host.clone());
         let resp = pool
@@ -307,7 +308,7 @@ async fn send_post(
         // `/mcp` with 307, say); the pool does not.
     }
     let mut req = reqwest::Request::new(reqwest::Method::POST, ep.url.clone());
-    *req.headers_mut() = with_token(ep.post_headers.clone(), token);
+    *req.headers_mut() = with_token(HeaderMap::clone(&ep.post_headers), token);
     *req.body_mut() = Some(body.into());
     via.client
         .execute(req)
