@@ -331,8 +331,8 @@ fn truncate(mut s: String, max: usize) -> String {
 
 /// POSTs a request with id `id` and waits for its response. Other messages the
 /// upstream interleaves on an SSE answer (notifications, its own requests) go
-/// to `on_other`.
-/// `timeout` bounds the whole exchange, the answer's body included.
+/// to `on_other`. `timeout` bounds the whole exchange, the answer's body
+/// included.
 pub async fn request(
     via: Via<'_>,
     ep: &Endpoint,
