@@ -33,6 +33,14 @@ pub(super) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 pub(super) const MAX_IDLE_PER_HOST: usize = 1024;
 /// Bound on opening one TCP connection to an upstream.
 pub(super) const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// TCP keepalive probes on upstream connections (reqwest's defaults, set
+/// explicitly so both clients find a dead peer the same way): first probe
+/// after this much idle time, then at this interval.
+pub(super) const TCP_KEEPALIVE: Duration = Duration::from_secs(15);
+pub(super) const TCP_KEEPALIVE_RETRIES: u32 = 3;
+/// Unacknowledged data for this long drops the connection (Linux).
+#[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+pub(super) const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 const USER_AGENT_VALUE: &str = concat!("switchyard/", env!("CARGO_PKG_VERSION"));
 
 /// The clients an upstream request may go out on: reqwest for everything,
@@ -494,15 +502,21 @@ pub fn client_builder(egress: super::egress::Policy) -> reqwest::ClientBuilder {
     } else {
         builder.no_proxy()
     };
-    builder
+    let builder = builder
         .dns_resolver(std::sync::Arc::new(super::egress::GuardedResolver {
             policy: egress,
         }))
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
         .tcp_nodelay(true)
+        .tcp_keepalive(TCP_KEEPALIVE)
+        .tcp_keepalive_interval(TCP_KEEPALIVE)
+        .tcp_keepalive_retries(TCP_KEEPALIVE_RETRIES)
         .connect_timeout(TCP_CONNECT_TIMEOUT)
-        .user_agent(USER_AGENT_VALUE)
+        .user_agent(USER_AGENT_VALUE);
+    #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+    let builder = builder.tcp_user_timeout(TCP_USER_TIMEOUT);
+    builder
 }
 
 /// Whether any variable reqwest takes a proxy from is set.

@@ -30,7 +30,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::egress::{self, GuardedDns};
-use super::http::{proxy_configured, MAX_IDLE_PER_HOST, POOL_IDLE_TIMEOUT, TCP_CONNECT_TIMEOUT};
+#[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+use super::http::TCP_USER_TIMEOUT;
+use super::http::{
+    proxy_configured, MAX_IDLE_PER_HOST, POOL_IDLE_TIMEOUT, TCP_CONNECT_TIMEOUT, TCP_KEEPALIVE,
+    TCP_KEEPALIVE_RETRIES,
+};
 
 /// Keep-alive connections to plain-HTTP upstreams, shared by all sessions.
 /// Behind an `Arc`: hyper-util's client is several hundred bytes, and every
@@ -51,6 +56,11 @@ impl Pool {
         let mut connector = HttpConnector::new_with_resolver(GuardedDns { policy });
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(TCP_CONNECT_TIMEOUT));
+        connector.set_keepalive(Some(TCP_KEEPALIVE));
+        connector.set_keepalive_interval(Some(TCP_KEEPALIVE));
+        connector.set_keepalive_retries(Some(TCP_KEEPALIVE_RETRIES));
+        #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+        connector.set_tcp_user_timeout(Some(TCP_USER_TIMEOUT));
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
