@@ -6,7 +6,9 @@
 # a change of a few per cent shows here when bench/run.sh cannot see it.
 #
 # Starts the counter fixture natively, then, one at a time under callgrind
-# (instrumentation off while starting): bench-relay, and Switchyard (temp
+# (instrumentation off while starting): bench-relay on hyper-util's client
+# (the floor; the gateway's client for http:// upstreams), bench-relay on
+# reqwest (what that client library costs per call), and Switchyard (temp
 # SQLite, the fixture registered as gateway "bench"). For each: 1,000 and
 # then 3,000 tools/call over 64 fresh sessions at concurrency 64, counted
 # separately; the difference divided by 2,000 is the cost of one call with

@@ -12,7 +12,8 @@
 #      rounds: 1 session sequential, 64 sessions x 64 concurrent, 1,000
 #      sessions round-robin at concurrency 64; medians and ratios;
 #   3. the scaling curve: per-call latency with 100 / 1,000 / 10,000 open
-#      sessions, calls round-robin over them.
+#      sessions, calls round-robin over them, direct and through Switchyard,
+#      levels interleaved over rounds.
 # Each run also records the CPU time every process used per call, which on
 # a shared 2-core machine says more than throughput alone.
 #

@@ -114,6 +114,9 @@ impl Endpoint {
     /// This endpoint with `extra` on every request (as `HeaderMap::extend`:
     /// replacing same-named headers).
     pub fn with_headers(mut self, extra: HeaderMap) -> Endpoint {
+        if extra.is_empty() {
+            return self; // no copy of the shared maps
+        }
         Arc::make_mut(&mut self.post_headers).extend(extra.clone());
         Arc::make_mut(&mut self.headers).extend(extra);
         self

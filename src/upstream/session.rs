@@ -412,8 +412,7 @@ impl Owner {
                         let connector = self.connector.clone();
                         let endpoint = self.endpoint.clone();
                         inflight.spawn(async move {
-                            let result = http::notify(
-            connector.via(), &endpoint, body, connector.request_timeout).await;
+                            let result = http::notify(connector.via(), &endpoint, body, connector.request_timeout).await;
                             let fatal = match &result {
                                 Err(e) if e.ends_session() => Some(e.clone()),
                                 _ => None,
