@@ -1,5 +1,6 @@
 //! MCP protocol constants: versions and the handful of method names the
-//! gateway acts on (everything else is relayed or refused by name).
+//! gateway acts on (everything else is relayed or refused by name), and the
+//! media-type check both sides of the Streamable HTTP transport make.
 
 /// The newest handshake-era revision; offered upstream and preferred downstream.
 pub const LATEST_VERSION: &str = "2025-11-25";
@@ -29,9 +30,30 @@ pub fn negotiate_among(supported: &[&'static str], requested: Option<&str>) -> &
         .unwrap_or(LATEST_VERSION)
 }
 
+/// Whether a `Content-Type` value is `media_type`: any case, parameters
+/// (`; charset=utf-8`) allowed. Compared in place, without a lower-cased
+/// copy: it runs on every request and every upstream answer.
+pub fn is_media_type(content_type: &str, media_type: &str) -> bool {
+    content_type
+        .get(..media_type.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(media_type))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn media_types_match_in_any_case_with_parameters() {
+        assert!(is_media_type(
+            "Application/JSON; charset=utf-8",
+            "application/json"
+        ));
+        assert!(is_media_type("text/event-stream", "text/event-stream"));
+        assert!(!is_media_type("text/plain", "application/json"));
+        assert!(!is_media_type("app", "application/json"));
+        assert!(!is_media_type("", "application/json"));
+    }
 
     #[test]
     fn negotiation() {

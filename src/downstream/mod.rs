@@ -272,7 +272,7 @@ pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), HttpError> {
         .map(|v| v.to_str().unwrap_or("<invalid>"))
     {
         None => Ok(()),
-        Some(ct) if ct.to_ascii_lowercase().starts_with("application/json") => Ok(()),
+        Some(ct) if mcp::is_media_type(ct, "application/json") => Ok(()),
         Some(ct) => Err(HttpError::UnsupportedMediaType {
             content_type: ct.to_owned(),
         }),
@@ -685,12 +685,7 @@ pub(crate) fn open_session(
 }
 
 fn handle_get(app: &Arc<App>, scope: Scope, who: &Principal, headers: &HeaderMap) -> Response {
-    let accepts_sse = headers
-        .get_all(ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.to_ascii_lowercase().contains("text/event-stream"));
-    if !accepts_sse {
+    if !accepts_sse(headers) {
         return HttpError::NotAcceptable.into_response();
     }
     if let Err(e) = check_version_header(headers) {

@@ -21,6 +21,7 @@ use super::link::TokenSource;
 use super::plain;
 use super::{Reply, UpstreamError};
 use crate::jsonrpc::{self, Message};
+use crate::mcp;
 use crate::sse;
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
@@ -101,25 +102,20 @@ impl Endpoint {
     }
 
     pub fn with_session(&self, session_id: Option<&str>, protocol_version: &str) -> Endpoint {
-        let mut extra = HeaderMap::new();
+        let mut headers = HeaderMap::clone(&self.headers);
         if let Some(v) = session_id.and_then(|s| HeaderValue::from_str(s).ok()) {
-            extra.insert(SESSION_HEADER, v);
+            headers.insert(SESSION_HEADER, v);
         }
         if let Ok(v) = HeaderValue::from_str(protocol_version) {
-            extra.insert(VERSION_HEADER, v);
+            headers.insert(VERSION_HEADER, v);
         }
-        self.clone().with_headers(extra)
-    }
-
-    /// This endpoint with `extra` on every request (as `HeaderMap::extend`:
-    /// replacing same-named headers).
-    pub fn with_headers(mut self, extra: HeaderMap) -> Endpoint {
-        if extra.is_empty() {
-            return self; // no copy of the shared maps
+        Endpoint {
+            url: self.url.clone(),
+            plain: self.plain.clone(),
+            post_headers: Arc::new(with_post_headers(headers.clone())),
+            headers: Arc::new(headers),
+            oauth: self.oauth.clone(),
         }
-        Arc::make_mut(&mut self.post_headers).extend(extra.clone());
-        Arc::make_mut(&mut self.headers).extend(extra);
-        self
     }
 
     /// Credentials and session headers: what every request carries.
@@ -258,13 +254,19 @@ fn transport(e: &dyn std::error::Error) -> UpstreamError {
     }
 }
 
-/// One POST and its status checked; the caller bounds it in time.
-async fn post(via: Via<'_>, ep: &Endpoint, body: String) -> Result<Answered, UpstreamError> {
+/// One POST, with `extra` headers on top of the endpoint's (a call's trace
+/// context), and its status checked; the caller bounds it in time.
+async fn post(
+    via: Via<'_>,
+    ep: &Endpoint,
+    extra: &HeaderMap,
+    body: String,
+) -> Result<Answered, UpstreamError> {
     let body = Bytes::from(body);
     // An OAuth token can be revoked or expire early: one retry with a fresh one.
     let retry = ep.oauth.as_ref().map(|_| body.clone());
     let token = oauth_token(ep).await?;
-    let mut resp = send_post(via, ep, &token, body).await?;
+    let mut resp = send_post(via, ep, extra, &token, body).await?;
     if let (StatusCode::UNAUTHORIZED, Some(source), Some(token), Some(body)) =
         (resp.status(), &ep.oauth, token, retry)
     {
@@ -273,7 +275,7 @@ async fn post(via: Via<'_>, ep: &Endpoint, body: String) -> Result<Answered, Ups
         resp = Box::pin(async move {
             source.reject(&token).await;
             let token = oauth_token(ep).await?;
-            send_post(via, ep, &token, body).await
+            send_post(via, ep, extra, &token, body).await
         })
         .await?;
     }
@@ -301,11 +303,12 @@ async fn post(via: Via<'_>, ep: &Endpoint, body: String) -> Result<Answered, Ups
 async fn send_post(
     via: Via<'_>,
     ep: &Endpoint,
+    extra: &HeaderMap,
     token: &Option<HeaderValue>,
     body: Bytes,
 ) -> Result<Answered, UpstreamError> {
     if let (Some(pool), Some(target)) = (via.plain, &ep.plain) {
-        let mut headers = with_token(HeaderMap::clone(&ep.post_headers), token);
+        let mut headers = post_headers(ep, extra, token);
         // What hyper-util would otherwise format per request.
         headers.insert(HOST, target.host.clone());
         let resp = pool
@@ -319,13 +322,23 @@ async fn send_post(
         // `/mcp` with 307, say); the pool does not.
     }
     let mut req = reqwest::Request::new(reqwest::Method::POST, ep.url.clone());
-    *req.headers_mut() = with_token(HeaderMap::clone(&ep.post_headers), token);
+    *req.headers_mut() = post_headers(ep, extra, token);
     *req.body_mut() = Some(body.into());
     via.client
         .execute(req)
         .await
         .map(Answered::Reqwest)
         .map_err(classify)
+}
+
+/// The headers of one POST: the endpoint's, prepared once, then the call's
+/// own (replacing same-named ones) and the OAuth token.
+fn post_headers(ep: &Endpoint, extra: &HeaderMap, token: &Option<HeaderValue>) -> HeaderMap {
+    let mut headers = HeaderMap::clone(&ep.post_headers);
+    if !extra.is_empty() {
+        headers.extend(extra.clone());
+    }
+    with_token(headers, token)
 }
 
 fn truncate(mut s: String, max: usize) -> String {
@@ -342,17 +355,18 @@ fn truncate(mut s: String, max: usize) -> String {
 
 /// POSTs a request with id `id` and waits for its response. Other messages the
 /// upstream interleaves on an SSE answer (notifications, its own requests) go
-/// to `on_other`. `timeout` bounds the whole exchange, the answer's body
-/// included.
+/// to `on_other`. `extra` goes on this request only (a call's trace context).
+/// `timeout` bounds the whole exchange, the answer's body included.
 pub async fn request(
     via: Via<'_>,
     ep: &Endpoint,
+    extra: &HeaderMap,
     id: u64,
     body: String,
     timeout: Duration,
     on_other: &mut (dyn FnMut(Message) + Send),
 ) -> Result<Answer, UpstreamError> {
-    match tokio::time::timeout(timeout, exchange(via, ep, id, body, on_other)).await {
+    match tokio::time::timeout(timeout, exchange(via, ep, extra, id, body, on_other)).await {
         Ok(answer) => answer,
         Err(_) => Err(UpstreamError::Timeout),
     }
@@ -361,11 +375,12 @@ pub async fn request(
 async fn exchange(
     via: Via<'_>,
     ep: &Endpoint,
+    extra: &HeaderMap,
     id: u64,
     body: String,
     on_other: &mut (dyn FnMut(Message) + Send),
 ) -> Result<Answer, UpstreamError> {
-    let resp = post(via, ep, body).await?;
+    let resp = post(via, ep, extra, body).await?;
     // Only `initialize` needs it, but it is one header: read it always.
     let session_id = resp
         .headers()
@@ -377,9 +392,9 @@ async fn exchange(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let reply = if starts_with_ignore_case(content_type, "text/event-stream") {
+    let reply = if mcp::is_media_type(content_type, "text/event-stream") {
         read_sse(resp, id, on_other).await?
-    } else if starts_with_ignore_case(content_type, "application/json") {
+    } else if mcp::is_media_type(content_type, "application/json") {
         let bytes = resp.bytes().await?;
         match_response(&bytes, id)?
     } else {
@@ -388,11 +403,6 @@ async fn exchange(
         });
     };
     Ok(Answer { reply, session_id })
-}
-
-fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
-    s.get(..prefix.len())
-        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
 }
 
 fn match_response(bytes: &Bytes, id: u64) -> Result<Reply, UpstreamError> {
@@ -450,7 +460,7 @@ pub async fn notify(
     timeout: Duration,
 ) -> Result<(), UpstreamError> {
     let sent = async {
-        let resp = post(via, ep, body).await?;
+        let resp = post(via, ep, &HeaderMap::new(), body).await?;
         // Drain so the connection goes back to the pool.
         let _ = resp.bytes().await;
         Ok(())
@@ -577,7 +587,7 @@ pub async fn listen(
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| starts_with_ignore_case(ct, "text/event-stream"));
+        .is_some_and(|ct| mcp::is_media_type(ct, "text/event-stream"));
     if !status.is_success() || !is_sse {
         return Listened::Unavailable;
     }

@@ -159,6 +159,7 @@ impl UpstreamSession {
         let answer = http::request(
             connector.via(),
             &base,
+            &HeaderMap::new(),
             0,
             body,
             connector.connect_timeout,
@@ -294,14 +295,6 @@ impl UpstreamSession {
             headers,
             interim,
         } = call;
-        // Per-request headers (trace context) need their own copy of the endpoint.
-        let extended;
-        let endpoint = if headers.is_empty() {
-            &direct.endpoint
-        } else {
-            extended = direct.endpoint.clone().with_headers(headers);
-            &extended
-        };
         let body = jsonrpc::request_body(id, &method, params.as_deref());
         let mut on_other = |m: Message| match &interim {
             Some(sink) => {
@@ -315,7 +308,8 @@ impl UpstreamSession {
         let connector = &direct.connector;
         http::request(
             connector.via(),
-            endpoint,
+            &direct.endpoint,
+            &headers,
             id,
             body,
             connector.request_timeout,
@@ -404,9 +398,8 @@ impl Owner {
                 cmd = self.commands.recv() => match cmd {
                     Some(Command::Request { id, call, reply }) => {
                         let call = *call;
-                        let endpoint = self.endpoint.clone().with_headers(call.headers);
                         let body = jsonrpc::request_body(id, &call.method, call.params.as_deref());
-                        inflight.spawn(send_request(self.connector.clone(), endpoint, id, body, call.interim, reply));
+                        inflight.spawn(send_request(self.connector.clone(), self.endpoint.clone(), call.headers, id, body, call.interim, reply));
                     }
                     Some(Command::Post { body, reply }) => {
                         let connector = self.connector.clone();
@@ -675,6 +668,7 @@ fn route_inbound(m: Message, waiting: &HashMap<u64, Waiting>, on_message: Option
 async fn send_request(
     connector: Connector,
     endpoint: Endpoint,
+    headers: HeaderMap,
     id: u64,
     body: String,
     interim: Option<interim::Sender<Message>>,
@@ -693,6 +687,7 @@ async fn send_request(
     let result = http::request(
         connector.via(),
         &endpoint,
+        &headers,
         id,
         body,
         connector.request_timeout,
