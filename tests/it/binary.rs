@@ -9,6 +9,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::support::gateway::authorized_client;
+use crate::support::processes::signal;
 use crate::support::{counter, McpClient};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
@@ -95,12 +96,7 @@ fn token_file(dir: &std::path::Path, db_stem: &str) -> String {
 
 async fn terminate(mut child: Child) -> std::process::ExitStatus {
     let pid = child.id().expect("pid").to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .expect("kill");
-    assert!(killed.success());
+    assert!(signal("TERM", &pid), "SIGTERM not delivered");
     tokio::time::timeout(Duration::from_secs(15), child.wait())
         .await
         .expect("exits within 15 s of SIGTERM")
@@ -317,12 +313,7 @@ async fn sighup_applies_a_changed_config_file_and_keeps_serving() {
     )
     .unwrap();
     let pid = child.id().unwrap().to_string();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .await
-        .unwrap()
-        .success());
+    assert!(signal("HUP", &pid), "SIGHUP not delivered");
     let names = || async {
         let gws: Value = http
             .get(format!("http://{addr}/gateways"))

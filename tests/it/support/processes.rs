@@ -19,14 +19,23 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Kills a process group (the child started with `process_group(0)`, so its
-/// pgid is its pid). `kill` is the coreutils/procps binary: no libc needed.
-fn kill_group(pid: u32) {
-    let _ = std::process::Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pid}")])
+/// Sends `signal` (`TERM`, `HUP`, `KILL`) to `target`: a pid, or `-pgid`
+/// for a whole process group. Through the shell's built-in `kill`, not the
+/// `kill` binary: that comes with procps, which minimal Debian images lack,
+/// and no libc (or `unsafe`) is needed. True when the signal was delivered.
+pub fn signal(signal: &str, target: &str) -> bool {
+    std::process::Command::new("/bin/sh")
+        .args(["-c", r#"kill -s "$0" -- "$1""#, signal, target])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status();
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Kills a process group (the child started with `process_group(0)`, so its
+/// pgid is its pid).
+fn kill_group(pid: u32) {
+    signal("KILL", &format!("-{pid}"));
 }
 
 /// A server process in a process group of its own, output in a temp file,
