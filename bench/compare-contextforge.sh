@@ -8,14 +8,15 @@
 # up as shared/peers/README.md describes (init_secrets, stateful sessions,
 # rate limiting off, loopback upstreams allowed, an admin JWT), starts it,
 # the counter fixture and Switchyard on loopback, registers the fixture in
-# both as gateway "bench" (STREAMABLEHTTP), then interleaves the scenarios
-# over rounds against direct / bench-relay / switchyard / contextforge and
+# both as gateway "bench" (STREAMABLEHTTP), then measures the scenarios over
+# rounds, direct / bench-relay / switchyard / contextforge taking turns, and
 # prints medians and ratios (the "switchyard vs contextforge" rows; "relay vs
 # contextforge" is the ceiling any gateway could reach on this machine),
 # plus RSS of both gateways idle and with CF_MEM_LEVELS held sessions.
 #
 # Knobs (environment):
 #   CF_ROUNDS=2  CF_DURATION=10  CF_WARMUP=2  CF_COLD=3
+#   CF_SLICE=2.5                  seconds per turn of a target (all four take turns)
 #   CF_SCENARIOS="seq s64"        seq = 1 session sequential, s64 = 64 x 64
 #   CF_MEM_LEVELS="100"           held sessions for the memory samples
 #   CF_PYTHON=/path/to/python3.12 interpreter for the venv
@@ -33,6 +34,7 @@ ROUNDS=${CF_ROUNDS:-2}
 DURATION=${CF_DURATION:-10}
 WARMUP=${CF_WARMUP:-2}
 COLD=${CF_COLD:-3}
+SLICE=${CF_SLICE:-2.5}
 SCENARIOS=${CF_SCENARIOS:-"seq s64"}
 MEM_LEVELS=${CF_MEM_LEVELS:-"100"}
 START_TIMEOUT=${CF_START_TIMEOUT:-240}
@@ -72,7 +74,7 @@ raise_fd_limit
 
 {
   machine_description
-  echo "command: bench/compare-contextforge.sh (rounds $ROUNDS, ${DURATION} s runs, scenarios $SCENARIOS)"
+  echo "command: bench/compare-contextforge.sh (rounds $ROUNDS, ${DURATION} s per target in turns of ${SLICE} s, scenarios $SCENARIOS)"
   echo "contextforge: mcp-contextforge-gateway $CF_VERSION, $("$VENV/bin/python" --version), mcpgateway CLI defaults (it forks 4 child processes; RSS and CPU include them)"
 } > "$OUT/machine.txt"
 cat "$OUT/machine.txt"
@@ -142,18 +144,26 @@ declare -A SCENARIO=(
   [s1000]="--sessions 1000 --concurrency 64"
 )
 # The relay shows the ceiling of any gateway's ratio to ContextForge here.
+# One load tool measures all four in turns of SLICE seconds (see bench/run.sh
+# for why); ContextForge answers 64 concurrent calls in seconds, so its turns
+# are seconds long too, and every target gets the same turns.
 TARGETS=(direct relay switchyard contextforge)
 for ((round = 1; round <= ROUNDS; round++)); do
   for sc in $SCENARIOS; do
+    SIDE=(--watch "upstream=$FX_PID")
     for ((i = 0; i < ${#TARGETS[@]}; i++)); do
-      t=${TARGETS[$(((i + round - 1) % ${#TARGETS[@]}))]}
-      target "$t"
-      # shellcheck disable=SC2086 # SCENARIO values are flag lists
-      load "$RESULTS" "round $round/$ROUNDS $sc $t" --url "$URL" --tool "$TOOL" \
-        --args "$ARGS" "${EXTRA[@]}" ${SCENARIO[$sc]} --prime --duration "$DURATION" \
-        --warmup "$WARMUP" --cold-start "$COLD" --delete \
-        --tag "scenario=$sc" --tag "target=$t" --tag "round=$round"
+      case ${TARGETS[$(((i + round - 1) % ${#TARGETS[@]}))]} in
+        direct) SIDE+=(--target "direct,$FX_URL,echo") ;;
+        relay) SIDE+=(--target "relay,$RL_URL,bench-echo,proxy=$RL_PID") ;;
+        switchyard) SIDE+=(--target "switchyard,$SY_URL,bench-echo,proxy=$SY_PID") ;;
+        contextforge) SIDE+=(--target "contextforge,$CF_URL,bench-echo,proxy=$CF_PID,header=$AUTH") ;;
+      esac
     done
+    # shellcheck disable=SC2086 # SCENARIO values are flag lists
+    load "$RESULTS" "round $round/$ROUNDS $sc" "${SIDE[@]}" --args "$ARGS" \
+      ${SCENARIO[$sc]} --prime --duration "$DURATION" --slice "$SLICE" \
+      --warmup "$WARMUP" --cold-start "$COLD" --delete \
+      --tag "scenario=$sc" --tag "round=$round"
   done
 done
 

@@ -108,20 +108,24 @@ start_relay() {
   RL_URL=$(first_match "$1/relay.log" 'http://127\.0\.0\.1:[0-9]+/mcp' 10 "$RL_PID")
 }
 
-# load RESULTS LABEL ARGS...: one load-tool run; its JSON report is appended
+# load RESULTS LABEL ARGS...: one load-tool run; its JSON reports (one per
+# target with --target) are appended
 # to RESULTS and summarized on stderr. A run that fails outright is logged
 # and skipped, so one bad run does not lose the others.
 load() {
-  local results=$1 label=$2 line rc=0
+  local results=$1 label=$2 out rc=0 line
   shift 2
-  line=$("$BIN/switchyard-bench" --json --timeout "${LOAD_TIMEOUT:-30}" "$@" 2> "$TMP/load.err") || rc=$?
-  if [[ -z "$line" ]]; then
+  out=$("$BIN/switchyard-bench" --json --timeout "${LOAD_TIMEOUT:-30}" "$@" 2> "$TMP/load.err") || rc=$?
+  if [[ -z "$out" ]]; then
     log "$label: load tool failed (exit $rc): $(tail -3 "$TMP/load.err")"
     return 0
   fi
-  printf '%s\n' "$line" >> "$results"
-  printf '%s\n' "$line" > "$TMP/last.json"
-  log "$label: p50 $(grep -o '"p50":[0-9]*' "$TMP/last.json" | head -1 | cut -d: -f2) µs, $(json_num "$TMP/last.json" throughput_rps | cut -d. -f1) calls/s, $(json_num "$TMP/last.json" errors) errors"
+  printf '%s\n' "$out" >> "$results"
+  # One report per line: one per target in a side-by-side run.
+  while IFS= read -r line; do
+    printf '%s\n' "$line" > "$TMP/last.json"
+    log "$label$(grep -o '"target":"[^"]*"' "$TMP/last.json" | head -1 | cut -d'"' -f4 | sed 's/^/ /'): p50 $(grep -o '"p50":[0-9]*' "$TMP/last.json" | head -1 | cut -d: -f2) µs, $(json_num "$TMP/last.json" throughput_rps | cut -d. -f1) calls/s, $(json_num "$TMP/last.json" errors) errors"
+  done <<< "$out"
 }
 
 # hold_and_sample RESULTS LABEL PID FIXTURE_BASE TIMEOUT ARGS...: runs the

@@ -8,9 +8,10 @@
 #      sessions that each hold a live upstream session (fresh process first,
 #      so earlier load does not inflate it);
 #   2. the same workload (tools/call echo {"text":"hello"}) direct to the
-#      fixture, through the relay and through Switchyard, interleaved over
-#      rounds: 1 session sequential, 64 sessions x 64 concurrent, 1,000
-#      sessions round-robin at concurrency 64; medians and ratios;
+#      fixture, through the relay and through Switchyard, side by side (one
+#      load tool, the targets taking turns of a quarter second), in rounds:
+#      1 session sequential, 64 sessions x 64 concurrent, 1,000 sessions
+#      round-robin at concurrency 64; medians and ratios;
 #   3. the scaling curve: per-call latency with 100 / 1,000 / 10,000 open
 #      sessions, calls round-robin over them, direct and through Switchyard,
 #      levels interleaved over rounds.
@@ -23,7 +24,8 @@
 # Knobs (environment):
 #   BENCH_QUICK=1          short run (~1 min): 1 round, 1 s runs, up to 1,000 sessions
 #   BENCH_ROUNDS=3         interleaved rounds of the side-by-side scenarios
-#   BENCH_DURATION=5       seconds per measured run
+#   BENCH_DURATION=5       seconds each target is measured per side-by-side run
+#   BENCH_SLICE=0.25       seconds per turn of a target in a side-by-side run
 #   BENCH_WARMUP=1         seconds of unrecorded calls before each run
 #   BENCH_COLD=20          fresh sessions per run for the cold-start figure
 #   BENCH_SCALE_LEVELS="100 1000 10000"   open sessions for the scaling curve
@@ -50,6 +52,7 @@ else
   SCALE_ROUNDS=${BENCH_SCALE_ROUNDS:-3}; MEM_LEVELS=${BENCH_MEM_LEVELS:-"1000 10000"}
 fi
 COLD=${BENCH_COLD:-20}
+SLICE=${BENCH_SLICE:-0.25}
 HOLD_TIMEOUT=${BENCH_HOLD_TIMEOUT:-300}
 ARGS='{"text":"hello"}'
 
@@ -68,7 +71,7 @@ raise_fd_limit
 
 {
   machine_description
-  echo "command: ${BENCH_QUICK:+BENCH_QUICK=$BENCH_QUICK }bench/run.sh (rounds $ROUNDS, ${DURATION} s runs, ${WARMUP} s warm-up)"
+  echo "command: ${BENCH_QUICK:+BENCH_QUICK=$BENCH_QUICK }bench/run.sh (rounds $ROUNDS, ${DURATION} s per target in turns of ${SLICE} s, ${WARMUP} s warm-up)"
 } > "$OUT/machine.txt"
 cat "$OUT/machine.txt"
 echo
@@ -100,8 +103,26 @@ target() {
   esac
 }
 
+# side_by_side ORDER...: --target flags for one load tool measuring these
+# targets in turns (the upstream is watched for all of them).
+side_by_side() {
+  SIDE=(--watch "upstream=$FX_PID")
+  local t
+  for t in "$@"; do
+    case $t in
+      direct) SIDE+=(--target "direct,$FX_URL,echo") ;;
+      relay) SIDE+=(--target "relay,$RL_URL,bench-echo,proxy=$RL_PID") ;;
+      switchyard) SIDE+=(--target "switchyard,$SY_URL,bench-echo,proxy=$SY_PID") ;;
+    esac
+  done
+}
+
 # 2. Side by side. Every run primes its sessions first, so measured calls
 # are steady-state calls; first calls are what the cold-start figure measures.
+# One load tool measures the three targets in turns of BENCH_SLICE seconds
+# until each has had DURATION: the machine's speed drifts by tens of per
+# cent over seconds, and runs one after another (what this script did until
+# the fifth session) put that drift into every ratio.
 declare -A SCENARIO=(
   [seq]="--sessions 1 --concurrency 1"
   [s64]="--sessions 64 --concurrency 64"
@@ -110,16 +131,17 @@ declare -A SCENARIO=(
 TARGETS=(direct relay switchyard)
 for ((round = 1; round <= ROUNDS; round++)); do
   for sc in seq s64 s1000; do
-    # Rotate the order each round so no target always runs first or last.
+    # Rotate the order each round: warm-up and cold starts run in this order.
+    ORDER=()
     for ((i = 0; i < ${#TARGETS[@]}; i++)); do
-      t=${TARGETS[$(((i + round - 1) % ${#TARGETS[@]}))]}
-      target "$t"
-      # shellcheck disable=SC2086 # SCENARIO values are flag lists
-      load "$RESULTS" "round $round/$ROUNDS $sc $t" --url "$URL" --tool "$TOOL" \
-        --args "$ARGS" "${WATCH[@]}" ${SCENARIO[$sc]} --prime --duration "$DURATION" \
-        --warmup "$WARMUP" --cold-start "$COLD" --delete \
-        --tag "scenario=$sc" --tag "target=$t" --tag "round=$round"
+      ORDER+=("${TARGETS[$(((i + round - 1) % ${#TARGETS[@]}))]}")
     done
+    side_by_side "${ORDER[@]}"
+    # shellcheck disable=SC2086 # SCENARIO values are flag lists
+    load "$RESULTS" "round $round/$ROUNDS $sc" "${SIDE[@]}" --args "$ARGS" \
+      ${SCENARIO[$sc]} --prime --duration "$DURATION" --slice "$SLICE" \
+      --warmup "$WARMUP" --cold-start "$COLD" --delete \
+      --tag "scenario=$sc" --tag "round=$round"
   done
 done
 

@@ -164,6 +164,70 @@ pub async fn run(cfg: LoadConfig) -> Result<Report, LoadError> {
     Ok(report)
 }
 
+/// Measures several targets side by side: each runs its measured phase in
+/// slices of `slice`, taking turns (the order rotates every round), until
+/// each has run for its [`Stop::Duration`]. A shared machine's speed drifts
+/// by tens of per cent over seconds; runs one after another see different
+/// minutes, while turns a fraction of a second long see the same one, so
+/// the ratios between targets stop moving with the machine. Each target's
+/// CPU figures add up its own slices only. Warm-up runs first and cold
+/// start last, each target in turn; the reports come in the order of `loads`.
+pub async fn measure_interleaved(loads: &[Load], slice: Duration) -> Vec<Report> {
+    for load in loads {
+        load.warm_up().await;
+    }
+    let slice = slice.max(Duration::from_millis(10));
+    let mut measured: Vec<(PhaseResult, BTreeMap<String, f64>)> = loads
+        .iter()
+        .map(|_| (PhaseResult::new(Duration::ZERO), BTreeMap::new()))
+        .collect();
+    let goal = |load: &Load| match load.cfg.stop {
+        Stop::Duration(d) => d,
+        // One slice each: interleaving is for timed runs (the CLI requires --duration).
+        Stop::Calls(_) => slice,
+    };
+    let cancelled = || loads.iter().any(|l| l.cfg.cancel.is_cancelled());
+    for round in 0.. {
+        let mut ran = false;
+        for i in 0..loads.len() {
+            let j = (i + round) % loads.len();
+            let (load, (result, cpu_s)) = (&loads[j], &mut measured[j]);
+            let left = goal(load).saturating_sub(result.elapsed);
+            if left.is_zero() || cancelled() {
+                continue;
+            }
+            ran = true;
+            let before = load.cpu_now();
+            let part = load.phase(Stop::Duration(left.min(slice))).await;
+            add_cpu(cpu_s, &before, &load.cpu_now());
+            let elapsed = result.elapsed + part.elapsed;
+            result.merge(part);
+            result.elapsed = elapsed;
+        }
+        if !ran {
+            break;
+        }
+    }
+    let mut reports = Vec::with_capacity(loads.len());
+    for (load, (result, cpu_s)) in loads.iter().zip(measured) {
+        reports.push(load.finish(result, cpu_s).await);
+    }
+    reports
+}
+
+/// Adds what each watched process spent between two readings to `into`.
+fn add_cpu(
+    into: &mut BTreeMap<String, f64>,
+    before: &BTreeMap<String, f64>,
+    after: &BTreeMap<String, f64>,
+) {
+    for (name, t0) in before {
+        if let Some(t1) = after.get(name) {
+            *into.entry(name.clone()).or_insert(0.0) += t1 - t0;
+        }
+    }
+}
+
 /// A run in steps, for callers that do something between measuring and
 /// closing (hold mode: keep the sessions open while memory is sampled).
 pub struct Load {
@@ -268,17 +332,23 @@ impl Load {
 
     /// Warm-up, the measured phase, then cold start.
     pub async fn measure(&self) -> Report {
-        let cancel = &self.cfg.cancel;
-        if !self.cfg.warmup.is_zero() && !cancel.is_cancelled() {
-            self.phase(Stop::Duration(self.cfg.warmup)).await;
-        }
+        self.warm_up().await;
         let before = self.cpu_now();
         let measured = self.phase(self.cfg.stop).await;
-        let after = self.cpu_now();
-        let cpu_s = before
-            .into_iter()
-            .filter_map(|(name, t0)| Some((name.clone(), after.get(&name)? - t0)))
-            .collect();
+        let mut cpu_s = BTreeMap::new();
+        add_cpu(&mut cpu_s, &before, &self.cpu_now());
+        self.finish(measured, cpu_s).await
+    }
+
+    async fn warm_up(&self) {
+        if !self.cfg.warmup.is_zero() && !self.cfg.cancel.is_cancelled() {
+            self.phase(Stop::Duration(self.cfg.warmup)).await;
+        }
+    }
+
+    /// Cold start, then the report of a measured phase.
+    async fn finish(&self, measured: PhaseResult, cpu_s: BTreeMap<String, f64>) -> Report {
+        let cancel = &self.cfg.cancel;
         let cold = if self.cfg.cold_start > 0 && !cancel.is_cancelled() {
             Some(self.cold_start().await)
         } else {
@@ -327,6 +397,14 @@ impl Load {
             delete_all(&self.http, &self.sessions, self.cfg.setup_parallelism()).await;
         report.deleted = ok;
         report.delete_errors = failed;
+    }
+
+    /// Deletes the sessions if configured, with no report to tell (a
+    /// side-by-side run whose next target failed to open).
+    pub async fn discard(self) {
+        if self.cfg.delete {
+            delete_all(&self.http, &self.sessions, self.cfg.setup_parallelism()).await;
+        }
     }
 
     fn cpu_now(&self) -> BTreeMap<String, f64> {

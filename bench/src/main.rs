@@ -26,17 +26,38 @@ use switchyard_bench::{Load, LoadConfig, Stop};
 /// sessions stay open until SECONDS pass, SIGINT/SIGTERM arrives, or stdin
 /// (a pipe or terminal) closes.
 ///
+/// Side by side (--target, twice or more, instead of --url and --tool): every
+/// target gets its own sessions, then the targets take turns in slices of
+/// --slice seconds until each has run --duration seconds, so they are
+/// measured in the same minutes of a machine whose speed drifts. One report
+/// per target, tagged target=NAME.
+///
 /// Example: switchyard-bench --url http://127.0.0.1:4444/mcp --tool bench-echo
 /// --args '{"text":"hello"}' --sessions 64 --concurrency 64 --duration 5
 #[derive(Parser, Debug)]
 #[command(name = "switchyard-bench", version, verbatim_doc_comment)]
 struct Cli {
     /// Streamable HTTP endpoint, e.g. http://127.0.0.1:4444/mcp
-    #[arg(long)]
-    url: String,
+    #[arg(long, required_unless_present = "targets", conflicts_with = "targets")]
+    url: Option<String>,
     /// Tool to call.
-    #[arg(long)]
-    tool: String,
+    #[arg(long, required_unless_present = "targets", conflicts_with = "targets")]
+    tool: Option<String>,
+    /// A target measured side by side with the others,
+    /// NAME,URL,TOOL[,WATCH=PID...][,header=NAME: VALUE...] (repeatable; WATCH=PID
+    /// as for --watch, counted in this target's turns only; header= as for
+    /// --header, sent to this target only).
+    #[arg(
+        long = "target",
+        value_name = "NAME,URL,TOOL[,WATCH=PID][,header=H: V]",
+        id = "targets",
+        requires = "duration",
+        conflicts_with_all = ["hold", "calls"]
+    )]
+    targets: Vec<String>,
+    /// Seconds per turn with --target.
+    #[arg(long, value_parser = seconds, default_value = "0.25")]
+    slice: Duration,
     /// Tool arguments, a JSON object.
     #[arg(long, default_value = "{}")]
     args: String,
@@ -102,16 +123,64 @@ fn seconds(s: &str) -> Result<Duration, String> {
         .map_err(|_| format!("{s:?} is not a non-negative number of seconds"))
 }
 
-fn config(cli: &Cli) -> Result<LoadConfig, String> {
+/// One target of a side-by-side run: name, URL, tool, its own watched
+/// processes and headers.
+struct Target {
+    name: String,
+    url: String,
+    tool: String,
+    watch: Vec<(String, u32)>,
+    headers: Vec<(String, String)>,
+}
+
+fn parse_target(spec: &str) -> Result<Target, String> {
+    let mut parts = spec.split(',');
+    let mut next = |what: &str| {
+        parts
+            .next()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| format!("--target {spec:?}: missing {what} (NAME,URL,TOOL[,WATCH=PID])"))
+    };
+    let (name, url, tool) = (next("NAME")?, next("URL")?, next("TOOL")?);
+    let (mut watch, mut headers) = (Vec::new(), Vec::new());
+    for part in parts {
+        match part.trim().strip_prefix("header=") {
+            Some(h) => headers.push(parse_header(h)?),
+            None => watch.push(parse_watch(part)?),
+        }
+    }
+    Ok(Target {
+        name,
+        url,
+        tool,
+        watch,
+        headers,
+    })
+}
+
+fn parse_header(h: &str) -> Result<(String, String), String> {
+    let (name, value) = h
+        .split_once(':')
+        .ok_or_else(|| format!("header {h:?}: expected \"Name: value\""))?;
+    Ok((name.trim().to_owned(), value.trim().to_owned()))
+}
+
+fn parse_watch(w: &str) -> Result<(String, u32), String> {
+    w.split_once('=')
+        .and_then(|(n, p)| Some((n.trim().to_owned(), p.trim().parse::<u32>().ok()?)))
+        .ok_or_else(|| format!("watch {w:?}: expected NAME=PID"))
+}
+
+fn config(cli: &Cli, url: &str, tool: &str) -> Result<LoadConfig, String> {
     let arguments: serde_json::Value =
         serde_json::from_str(&cli.args).map_err(|e| format!("--args is not JSON: {e}"))?;
-    let mut headers = Vec::new();
-    for h in &cli.headers {
-        let (name, value) = h
-            .split_once(':')
-            .ok_or_else(|| format!("--header {h:?}: expected \"Name: value\""))?;
-        headers.push((name.trim().to_owned(), value.trim().to_owned()));
-    }
+    let headers = cli
+        .headers
+        .iter()
+        .map(|h| parse_header(h))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut tags = BTreeMap::new();
     for t in &cli.tags {
         let (k, v) = t
@@ -119,14 +188,11 @@ fn config(cli: &Cli) -> Result<LoadConfig, String> {
             .ok_or_else(|| format!("--tag {t:?}: expected KEY=VALUE"))?;
         tags.insert(k.to_owned(), v.to_owned());
     }
-    let mut watch = Vec::new();
-    for w in &cli.watch {
-        let (name, pid) = w
-            .split_once('=')
-            .and_then(|(n, p)| Some((n.to_owned(), p.trim().parse::<u32>().ok()?)))
-            .ok_or_else(|| format!("--watch {w:?}: expected NAME=PID"))?;
-        watch.push((name, pid));
-    }
+    let watch = cli
+        .watch
+        .iter()
+        .map(|w| parse_watch(w))
+        .collect::<Result<Vec<_>, _>>()?;
     let stop = match (cli.calls, cli.duration) {
         (Some(n), _) => Stop::Calls(n),
         (None, Some(d)) => Stop::Duration(d),
@@ -134,7 +200,7 @@ fn config(cli: &Cli) -> Result<LoadConfig, String> {
         (None, None) if cli.hold.is_some() => Stop::Calls(0),
         (None, None) => Stop::Duration(Duration::from_secs(5)),
     };
-    let mut cfg = LoadConfig::new(&cli.url, &cli.tool);
+    let mut cfg = LoadConfig::new(url, tool);
     cfg.arguments = arguments;
     cfg.headers = headers;
     cfg.sessions = cli.sessions;
@@ -199,8 +265,76 @@ fn watch_stdin(token: CancellationToken) {
     });
 }
 
+/// Prints a report as a table, or as one line of JSON with --json.
+fn print(report: &switchyard_bench::Report, json: bool) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    // The table ends with its own newline; the JSON object is one line.
+    let text = if json {
+        serde_json::to_string(report).map_err(|e| e.to_string())? + "\n"
+    } else {
+        report.to_string()
+    };
+    out.write_all(text.as_bytes())
+        .and_then(|_| out.flush())
+        .map_err(|e| format!("cannot write the report: {e}"))
+}
+
+/// --target mode: every target opened (and primed) first, measured in
+/// turns, then closed.
+async fn run_side_by_side(cli: Cli) -> Result<bool, String> {
+    let targets = cli
+        .targets
+        .iter()
+        .map(|t| parse_target(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    if targets.len() < 2 {
+        return Err("--target needs at least two targets (use --url and --tool for one)".into());
+    }
+    let cancel = CancellationToken::new();
+    watch_signals(cancel.clone());
+    let mut loads = Vec::with_capacity(targets.len());
+    for t in &targets {
+        let mut cfg = config(&cli, &t.url, &t.tool)?;
+        cfg.watch.extend(t.watch.iter().cloned());
+        cfg.headers.extend(t.headers.iter().cloned());
+        cfg.tags.insert("target".to_owned(), t.name.clone());
+        cfg.cancel = cancel.clone();
+        match Load::open(cfg).await {
+            Ok(load) => loads.push(load),
+            Err(e) => {
+                for load in loads {
+                    load.discard().await;
+                }
+                return Err(format!("target {}: {e}", t.name));
+            }
+        }
+    }
+    let mut reports = switchyard_bench::measure_interleaved(&loads, cli.slice).await;
+    let mut ok = true;
+    for (load, report) in loads.into_iter().zip(reports.iter_mut()) {
+        load.close(report).await;
+        ok &= report.errors == 0 && report.prime_errors == 0;
+    }
+    for report in &reports {
+        if !cli.json {
+            println!(
+                "== {}",
+                report.tags.get("target").map_or("", String::as_str)
+            );
+        }
+        print(report, cli.json)?;
+    }
+    Ok(ok)
+}
+
 async fn run(cli: Cli) -> Result<bool, String> {
-    let cfg = config(&cli)?;
+    if !cli.targets.is_empty() {
+        return run_side_by_side(cli).await;
+    }
+    let (Some(url), Some(tool)) = (cli.url.as_deref(), cli.tool.as_deref()) else {
+        return Err("--url and --tool are required".into());
+    };
+    let cfg = config(&cli, url, tool)?;
     let cancel = cfg.cancel.clone();
     watch_signals(cancel.clone());
     // Holding ends on its own token so stdin closing never cuts the measured phase short.
@@ -215,18 +349,7 @@ async fn run(cli: Cli) -> Result<bool, String> {
     }
     let load = Load::open(cfg).await.map_err(|e| e.to_string())?;
     let mut report = load.measure().await;
-    let print = |report: &switchyard_bench::Report| -> Result<(), String> {
-        let mut out = std::io::stdout().lock();
-        // The table ends with its own newline; the JSON object is one line.
-        let text = if cli.json {
-            serde_json::to_string(report).map_err(|e| e.to_string())? + "\n"
-        } else {
-            report.to_string()
-        };
-        out.write_all(text.as_bytes())
-            .and_then(|_| out.flush())
-            .map_err(|e| format!("cannot write the report: {e}"))
-    };
+    let print = |report: &switchyard_bench::Report| print(report, cli.json);
     if let Some(max) = cli.hold {
         // The report line is the "ready" signal for scripts sampling memory.
         print(&report)?;

@@ -78,3 +78,50 @@ async fn sse_answers_are_read() {
     assert_eq!(report.calls, 300);
     assert_eq!(up.stats().tool_calls, 300);
 }
+
+#[tokio::test]
+async fn targets_measured_side_by_side_each_get_their_own_report() {
+    let up = counter("bench").await;
+    let gw = TestGateway::start().await;
+    gw.register("bench", &up.url()).await;
+    let side = |url: String, tool: &str, name: &str| {
+        let mut cfg = echo_load(url, tool);
+        cfg.stop = Stop::Duration(std::time::Duration::from_millis(300));
+        cfg.prime = true;
+        cfg.delete = true;
+        cfg.tags.insert("target".into(), name.into());
+        cfg
+    };
+    let direct = side(up.url(), "echo", "direct");
+    let mut gateway = side(gw.url("/mcp"), "bench-echo", "switchyard");
+    gateway.headers = vec![("Authorization".into(), format!("Bearer {}", gw.token))];
+    let loads = vec![
+        switchyard_bench::Load::open(direct).await.unwrap(),
+        switchyard_bench::Load::open(gateway).await.unwrap(),
+    ];
+
+    let mut reports =
+        switchyard_bench::measure_interleaved(&loads, std::time::Duration::from_millis(50)).await;
+    for (load, report) in loads.into_iter().zip(reports.iter_mut()) {
+        load.close(report).await;
+    }
+
+    let names: Vec<_> = reports.iter().map(|r| r.tags["target"].as_str()).collect();
+    assert_eq!(names, ["direct", "switchyard"]);
+    for r in &reports {
+        assert_eq!(r.errors, 0, "{:?}", r.error_samples);
+        assert!(r.calls > 0, "{} made no calls", r.tags["target"]);
+        // Each target ran its whole duration, in turns that add up to it.
+        assert!(
+            r.duration_s >= 0.3,
+            "{}: {} s",
+            r.tags["target"],
+            r.duration_s
+        );
+        assert_eq!((r.primed, r.deleted), (4, 4));
+    }
+    // Every measured call of both reached the one upstream, nothing else did
+    // (besides one priming call per session).
+    let measured: u64 = reports.iter().map(|r| r.calls).sum();
+    assert_eq!(up.stats().tool_calls, measured + 8);
+}
