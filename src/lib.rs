@@ -68,7 +68,10 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) -> std::io::Result<()> 
             tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
         }
     });
-    let server = axum::serve(listener, app.router())
+    // `into_make_service`: served as a plain `Router`, axum rebuilds the
+    // whole route table (every route's service cloned and re-boxed) for
+    // each accepted connection; this way a connection costs an `Arc` clone.
+    let server = axum::serve(listener, app.router().into_make_service())
         .with_graceful_shutdown(app.shutdown.clone().cancelled_owned())
         .into_future();
     let mut server = std::pin::pin!(server);

@@ -19,7 +19,7 @@ use dashmap::DashMap;
 use futures_util::future::join_all;
 use serde_json::value::RawValue;
 
-use crate::catalog::{Connection, Gateway};
+use crate::catalog::Gateway;
 use crate::jsonrpc::code;
 use crate::metrics::{Acquired, Metrics};
 use crate::upstream::{
@@ -80,13 +80,34 @@ pub struct SessionEntry {
 struct Live {
     session: UpstreamSession,
     task: SessionTask,
-    /// The connection settings it was built with; a mismatch means the
-    /// gateway changed under it, and it is replaced on the next acquire.
-    connection: Connection,
+    /// The gateway, as the catalog had it when this session was built or
+    /// last checked against it. Its connection settings are what the session
+    /// was built with: a mismatch means the gateway changed under it, and
+    /// it is replaced on the next acquire. Holding the catalog's `Arc` (not
+    /// a copy of the settings) makes the usual check a pointer comparison
+    /// and costs each held session 8 bytes.
+    gateway: Arc<Gateway>,
     created_at: DateTime<Utc>,
     created: Instant,
     last_used: Instant,
     uses: u64,
+}
+
+impl Live {
+    /// Whether this session was built with `gateway`'s connection settings.
+    /// The catalog snapshot's `Arc` is the same until the catalog changes;
+    /// after a change that left this gateway's connection alone, the new
+    /// `Arc` is kept, so the next call is a pointer comparison again.
+    fn built_for(&mut self, gateway: &Arc<Gateway>) -> bool {
+        if Arc::ptr_eq(&self.gateway, gateway) {
+            return true;
+        }
+        if self.gateway.connection != gateway.connection {
+            return false;
+        }
+        self.gateway = Arc::clone(gateway);
+        true
+    }
 }
 
 enum SlotState {
@@ -200,7 +221,7 @@ impl UpstreamSessionRegistry {
     pub async fn acquire(
         &self,
         downstream_sid: &str,
-        gateway: &Gateway,
+        gateway: &Arc<Gateway>,
         init_params: &RawValue,
         on_message: impl FnOnce() -> Option<OnMessage>,
     ) -> Result<UpstreamSession, RegistryError> {
@@ -226,11 +247,13 @@ impl UpstreamSessionRegistry {
         };
         let mut state = slot.lock().await;
         let mut replaced = None;
+        let reusable = match &mut *state {
+            SlotState::Live(live) => live.session.is_open() && live.built_for(gateway),
+            SlotState::Empty | SlotState::Closed => false,
+        };
         match &mut *state {
             SlotState::Closed => return Err(RegistryError::SessionEnded),
-            SlotState::Live(live)
-                if live.session.is_open() && live.connection == gateway.connection =>
-            {
+            SlotState::Live(live) if reusable => {
                 if live.last_used.elapsed() < self.idle_validation {
                     live.uses += 1;
                     live.last_used = Instant::now();
@@ -292,7 +315,7 @@ impl UpstreamSessionRegistry {
         *state = SlotState::Live(Box::new(Live {
             session: session.clone(),
             task,
-            connection: gateway.connection.clone(),
+            gateway: Arc::clone(gateway),
             created_at: Utc::now(),
             created: now,
             last_used: now,

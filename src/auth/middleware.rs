@@ -46,12 +46,20 @@ pub fn protect(
     access: Access,
     flavor: Flavor,
 ) -> Router<Arc<App>> {
-    let gate = Arc::new(Gate {
-        app: Arc::clone(app),
-        access,
-        flavor,
-    });
-    router.route_layer(GateLayer { gate })
+    router.route_layer(gate(app, access, flavor))
+}
+
+/// The layer [`protect`] applies, for stacking with another one: every
+/// `route_layer` boxes each request's future once more (axum's `Route`),
+/// so routes with two checks take them as one layer.
+pub fn gate(app: &Arc<App>, access: Access, flavor: Flavor) -> GateLayer {
+    GateLayer {
+        gate: Arc::new(Gate {
+            app: Arc::clone(app),
+            access,
+            flavor,
+        }),
+    }
 }
 
 /// A layer of its own rather than `axum::middleware::from_fn`: most requests
@@ -59,7 +67,7 @@ pub fn protect(
 /// straight to the route with neither a boxed future nor a clone of the
 /// inner service. Only JWTs and unseen API tokens take the async path.
 #[derive(Clone)]
-struct GateLayer {
+pub struct GateLayer {
     gate: Arc<Gate>,
 }
 
@@ -75,7 +83,7 @@ impl<S> tower_layer::Layer<S> for GateLayer {
 }
 
 #[derive(Clone)]
-struct GateService<S> {
+pub struct GateService<S> {
     gate: Arc<Gate>,
     inner: S,
 }

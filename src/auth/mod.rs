@@ -29,7 +29,7 @@ use sqlx::SqlitePool;
 pub use bootstrap::{mint_first_admin_token, BootstrapError, BOOTSTRAP_TOKEN_NAME};
 pub use error::{AuthError, Flavor};
 pub use jwt::{JwksError, ADMIN_SCOPE};
-pub use middleware::{protect, Access};
+pub use middleware::{gate, protect, Access};
 pub use principal::Principal;
 pub use tokens::{Minted, TokenInfo, TokenStore, TokenStoreError};
 

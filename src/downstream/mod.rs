@@ -58,9 +58,12 @@ pub fn routes(app: &Arc<App>) -> Router<Arc<App>> {
         .route("/rpc", post(rpc::post))
         .merge(legacy_sse::routes());
     // The rebinding guard is the outer layer: a foreign page is refused
-    // before its credentials are even looked at.
-    crate::auth::protect(routes, app, Access::Any, Flavor::JsonRpc)
-        .route_layer(guard::GuardLayer::new(app))
+    // before its credentials are even looked at. One layer for both: each
+    // `route_layer` would box every request's future again.
+    routes.route_layer(tower_layer::Stack::new(
+        crate::auth::gate(app, Access::Any, Flavor::JsonRpc),
+        guard::GuardLayer::new(app),
+    ))
 }
 
 // Every handler gets the caller from the auth layer (`auth::protect`).
