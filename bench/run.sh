@@ -29,7 +29,7 @@
 #   BENCH_WARMUP=1         seconds of unrecorded calls before each run
 #   BENCH_COLD=20          fresh sessions per run for the cold-start figure
 #   BENCH_SCALE_LEVELS="100 1000 10000"   open sessions for the scaling curve
-#   BENCH_SCALE_CALLS=3000 measured calls per scaling level
+#   BENCH_SCALE_DURATION=2 seconds each target is measured per scaling level
 #   BENCH_SCALE_ROUNDS=3   interleaved rounds of the scaling curve
 #   BENCH_MEM_LEVELS="1000 10000"         held sessions for the memory samples
 #   BENCH_HOLD_TIMEOUT=300 seconds a holding load tool may live at most
@@ -44,11 +44,11 @@ no_arguments "$0" "$@"
 
 if [[ "${BENCH_QUICK:-0}" == 1 ]]; then
   ROUNDS=${BENCH_ROUNDS:-1}; DURATION=${BENCH_DURATION:-1}; WARMUP=${BENCH_WARMUP:-0.5}
-  SCALE_LEVELS=${BENCH_SCALE_LEVELS:-"100 1000"}; SCALE_CALLS=${BENCH_SCALE_CALLS:-1000}
+  SCALE_LEVELS=${BENCH_SCALE_LEVELS:-"100 1000"}; SCALE_DURATION=${BENCH_SCALE_DURATION:-0.5}
   SCALE_ROUNDS=${BENCH_SCALE_ROUNDS:-1}; MEM_LEVELS=${BENCH_MEM_LEVELS:-"1000"}
 else
   ROUNDS=${BENCH_ROUNDS:-3}; DURATION=${BENCH_DURATION:-5}; WARMUP=${BENCH_WARMUP:-1}
-  SCALE_LEVELS=${BENCH_SCALE_LEVELS:-"100 1000 10000"}; SCALE_CALLS=${BENCH_SCALE_CALLS:-3000}
+  SCALE_LEVELS=${BENCH_SCALE_LEVELS:-"100 1000 10000"}; SCALE_DURATION=${BENCH_SCALE_DURATION:-2}
   SCALE_ROUNDS=${BENCH_SCALE_ROUNDS:-3}; MEM_LEVELS=${BENCH_MEM_LEVELS:-"1000 10000"}
 fi
 COLD=${BENCH_COLD:-20}
@@ -94,15 +94,6 @@ for n in $MEM_LEVELS; do
   idle_sample "$RESULTS" "idle again ($n held sessions deleted)" "$SY_PID"
 done
 
-# target NAME: sets URL, TOOL and WATCH for one of direct | relay | switchyard.
-target() {
-  case $1 in
-    direct) URL=$FX_URL; TOOL=echo; WATCH=(--watch "upstream=$FX_PID") ;;
-    relay) URL=$RL_URL; TOOL=bench-echo; WATCH=(--watch "proxy=$RL_PID" --watch "upstream=$FX_PID") ;;
-    switchyard) URL=$SY_URL; TOOL=bench-echo; WATCH=(--watch "proxy=$SY_PID" --watch "upstream=$FX_PID") ;;
-  esac
-}
-
 # side_by_side ORDER...: --target flags for one load tool measuring these
 # targets in turns (the upstream is watched for all of them).
 side_by_side() {
@@ -145,18 +136,17 @@ for ((round = 1; round <= ROUNDS; round++)); do
   done
 done
 
-# 3. Scaling: one call at a time, round-robin over N open sessions. The
-# levels are interleaved over rounds (medians per level): run once in
-# order, the machine's drift over those minutes moved the curve by ±25 %.
+# 3. Scaling: one call at a time, round-robin over N open sessions, direct
+# and through Switchyard side by side (the check divides Switchyard's growth
+# by direct's, which is only fair when both see the same minutes). Levels
+# are interleaved over rounds, medians per level.
 for ((round = 1; round <= SCALE_ROUNDS; round++)); do
   for n in $SCALE_LEVELS; do
-    for t in direct switchyard; do
-      target "$t"
-      load "$RESULTS" "round $round/$SCALE_ROUNDS scaling $n open $t" --url "$URL" --tool "$TOOL" \
-        --args "$ARGS" "${WATCH[@]}" --sessions "$n" --open-concurrency 64 --concurrency 1 \
-        --prime --calls "$SCALE_CALLS" --warmup 0 --cold-start 0 --delete \
-        --tag scenario=scaling --tag "open=$n" --tag "target=$t" --tag "round=$round"
-    done
+    if ((round % 2)); then side_by_side direct switchyard; else side_by_side switchyard direct; fi
+    load "$RESULTS" "round $round/$SCALE_ROUNDS scaling $n open" "${SIDE[@]}" --args "$ARGS" \
+      --sessions "$n" --open-concurrency 64 --concurrency 1 --prime --duration "$SCALE_DURATION" \
+      --slice "$SLICE" --warmup 0 --cold-start 0 --delete \
+      --tag scenario=scaling --tag "open=$n" --tag "round=$round"
   done
 done
 idle_sample "$RESULTS" "idle after all runs" "$SY_PID"

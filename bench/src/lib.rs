@@ -237,6 +237,11 @@ pub struct Load {
     /// `{"name":..,"arguments":..}`, serialized once.
     params: Arc<str>,
     open_s: f64,
+    /// Where each worker is in its round-robin over the sessions, kept from
+    /// one phase to the next: side-by-side runs measure in many short
+    /// phases, and each must go on where the last stopped, or the sessions
+    /// at the start of every share would take all the calls.
+    cursors: Arc<Vec<AtomicU64>>,
     primed: u64,
     prime_errors: u64,
     prime_samples: Errors,
@@ -296,6 +301,7 @@ impl Load {
             sessions: Arc::new(sessions),
             params,
             open_s,
+            cursors: Arc::new((0..cfg.concurrency).map(|_| AtomicU64::new(0)).collect()),
             primed: 0,
             prime_errors: 0,
             prime_samples: Errors::default(),
@@ -442,6 +448,7 @@ impl Load {
             deadline: started + deadline_in,
             cancel: self.cfg.cancel.clone(),
             workers: self.cfg.concurrency,
+            cursors: Arc::clone(&self.cursors),
         });
         let mut workers = JoinSet::new();
         for w in 0..self.cfg.concurrency {
@@ -519,9 +526,21 @@ struct Shared {
     deadline: Instant,
     cancel: CancellationToken,
     workers: usize,
+    /// Per worker, the round-robin position its next call starts from.
+    cursors: Arc<Vec<AtomicU64>>,
 }
 
 impl Shared {
+    fn cursor(&self, w: usize) -> u64 {
+        self.cursors.get(w).map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    fn set_cursor(&self, w: usize, k: u64) {
+        if let Some(c) = self.cursors.get(w) {
+            c.store(k, Ordering::Relaxed);
+        }
+    }
+
     /// Worker `w`'s sessions: with at least as many sessions as workers, each
     /// worker cycles through its own disjoint share (w, w+C, w+2C, ...), so all
     /// sessions are used round-robin and no two calls share a session at once;
@@ -570,7 +589,7 @@ impl PhaseResult {
 
 async fn worker(shared: Arc<Shared>, w: usize) -> PhaseResult {
     let mut out = PhaseResult::new(Duration::ZERO);
-    let mut k = 0u64;
+    let mut k = shared.cursor(w);
     loop {
         if shared.cancel.is_cancelled() || Instant::now() >= shared.deadline {
             break;
@@ -597,6 +616,7 @@ async fn worker(shared: Arc<Shared>, w: usize) -> PhaseResult {
             }
         }
     }
+    shared.set_cursor(w, k);
     out
 }
 
@@ -705,6 +725,7 @@ mod tests {
             deadline: Instant::now(),
             cancel: CancellationToken::new(),
             workers: c,
+            cursors: Arc::new((0..c).map(|_| AtomicU64::new(0)).collect()),
         }
     }
 
@@ -733,6 +754,23 @@ mod tests {
                 .collect::<Vec<_>>(),
             [0, 1, 0, 1, 0]
         );
+    }
+
+    #[test]
+    fn a_phase_goes_on_where_the_last_stopped() {
+        // One worker over 5 sessions, measured in phases of 3 calls: without
+        // the cursor every phase would use sessions 0, 1, 2 only.
+        let sh = shared(5, 1);
+        let mut used = Vec::new();
+        for _ in 0..3 {
+            let mut k = sh.cursor(0);
+            for _ in 0..3 {
+                used.push(id(sh.session_for(0, k)));
+                k += 1;
+            }
+            sh.set_cursor(0, k);
+        }
+        assert_eq!(used, [0, 1, 2, 3, 4, 0, 1, 2, 3]);
     }
 
     #[test]
