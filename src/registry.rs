@@ -25,6 +25,7 @@ use crate::metrics::{Acquired, Metrics};
 use crate::upstream::{
     CloseOutcome, Connector, OnMessage, Reply, SessionTask, UpstreamError, UpstreamSession,
 };
+use crate::FastHash;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -123,11 +124,11 @@ struct Slots {
     /// Set when the session ends; guarded by `map`'s lock so acquire cannot
     /// add a slot after eviction collected them.
     closed: bool,
-    map: HashMap<String, Arc<Slot>>,
+    map: HashMap<String, Arc<Slot>, FastHash>,
 }
 
 pub struct UpstreamSessionRegistry {
-    sessions: DashMap<String, Arc<Mutex<Slots>>>,
+    sessions: DashMap<String, Arc<Mutex<Slots>>, FastHash>,
     connector: Connector,
     grace: Duration,
     /// Reuse after this much idleness is preceded by a probe.
@@ -191,7 +192,7 @@ impl UpstreamSessionRegistry {
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
-            sessions: DashMap::new(),
+            sessions: DashMap::with_hasher(FastHash::default()),
             connector,
             grace,
             idle_validation,
@@ -209,7 +210,7 @@ impl UpstreamSessionRegistry {
             downstream_sid.to_owned(),
             Arc::new(Mutex::new(Slots {
                 closed: false,
-                map: HashMap::new(),
+                map: HashMap::default(),
             })),
         );
     }

@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 use super::model::{Gateway, Item, ItemKind, Tool};
 use super::naming;
 use crate::jsonrpc;
+use crate::FastHash;
 
 /// The scheme of namespaced resource URIs.
 pub const URI_SCHEME: &str = "switchyard://";
@@ -23,8 +24,8 @@ pub const URI_SCHEME: &str = "switchyard://";
 pub struct ScopeView {
     passthrough: bool,
     gateways: Vec<Arc<Gateway>>,
-    tools: HashMap<String, Arc<Tool>>,
-    prompts: HashMap<String, Arc<Item>>,
+    tools: HashMap<String, Arc<Tool>, FastHash>,
+    prompts: HashMap<String, Arc<Item>, FastHash>,
     tools_list: Box<RawValue>,
     prompts_list: Box<RawValue>,
     resources_list: Box<RawValue>,
@@ -113,8 +114,8 @@ pub fn build(
     let mut view = ScopeView {
         passthrough,
         gateways,
-        tools: HashMap::new(),
-        prompts: HashMap::new(),
+        tools: HashMap::default(),
+        prompts: HashMap::default(),
         tools_list: jsonrpc::raw("{}".into()),
         prompts_list: jsonrpc::raw("{}".into()),
         resources_list: jsonrpc::raw("{}".into()),

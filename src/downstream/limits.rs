@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
+use crate::FastHash;
+
 use super::HttpError;
 use crate::auth::Principal;
 
@@ -46,7 +48,7 @@ impl Drop for Taken {
     }
 }
 
-type PrincipalSlots = Arc<DashMap<Arc<str>, Arc<Slots>>>;
+type PrincipalSlots = Arc<DashMap<Arc<str>, Arc<Slots>, FastHash>>;
 
 pub struct InflightLimits {
     per_principal: usize,
@@ -88,7 +90,7 @@ impl InflightLimits {
     pub fn new(per_principal: usize) -> Self {
         Self {
             per_principal,
-            principals: Arc::new(DashMap::new()),
+            principals: Arc::new(DashMap::with_hasher(FastHash::default())),
         }
     }
 

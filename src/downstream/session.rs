@@ -14,6 +14,8 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
+
+use crate::FastHash;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
@@ -42,10 +44,10 @@ pub struct DownstreamSession {
     /// Requests upstreams sent to this session's client (sampling,
     /// elicitation, roots), by the id the client saw; answered by the
     /// client's response POST.
-    pub pending: Mutex<HashMap<String, PendingRequest>>,
+    pub pending: Mutex<HashMap<String, PendingRequest, FastHash>>,
     /// This session's requests in flight upstream, by the client's id (its
     /// JSON text), so a `notifications/cancelled` can be translated.
-    pub inflight: Mutex<HashMap<String, Inflight>>,
+    pub inflight: Mutex<HashMap<String, Inflight, FastHash>>,
     /// The level the client asked for with `logging/setLevel`, if any.
     pub log_level: Mutex<Option<String>>,
     next_relay_id: AtomicU64,
@@ -153,7 +155,7 @@ impl DownstreamSession {
 }
 
 pub struct SessionStore {
-    map: DashMap<String, Arc<DownstreamSession>>,
+    map: DashMap<String, Arc<DownstreamSession>, FastHash>,
     /// Requests one session may have in flight.
     max_inflight: usize,
 }
@@ -167,7 +169,7 @@ impl Default for SessionStore {
 impl SessionStore {
     pub fn new(max_inflight: usize) -> Self {
         Self {
-            map: DashMap::new(),
+            map: DashMap::with_hasher(FastHash::default()),
             max_inflight,
         }
     }
@@ -193,8 +195,8 @@ impl SessionStore {
             protocol_version,
             upstream_init_params: upstream_init_params(&client_params),
             client_params,
-            pending: Mutex::new(HashMap::new()),
-            inflight: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::default()),
+            inflight: Mutex::new(HashMap::default()),
             log_level: Mutex::new(None),
             next_relay_id: AtomicU64::new(1),
             outbox,

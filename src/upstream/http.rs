@@ -131,7 +131,14 @@ impl Endpoint {
 /// What came back for a request: the reply and, on `initialize`, the session id.
 pub struct Answer {
     pub reply: Reply,
-    pub session_id: Option<String>,
+    session_id: Option<HeaderValue>,
+}
+
+impl Answer {
+    /// The `Mcp-Session-Id` the upstream answered with, if it is text.
+    pub fn session_id(&self) -> Option<&str> {
+        self.session_id.as_ref().and_then(|v| v.to_str().ok())
+    }
 }
 
 fn classify(e: reqwest::Error) -> UpstreamError {
@@ -381,12 +388,9 @@ async fn exchange(
     on_other: &mut (dyn FnMut(Message) + Send),
 ) -> Result<Answer, UpstreamError> {
     let resp = post(via, ep, extra, body).await?;
-    // Only `initialize` needs it, but it is one header: read it always.
-    let session_id = resp
-        .headers()
-        .get(SESSION_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    // Only `initialize` needs it; kept as the header value (no copy) on the
+    // calls that do not.
+    let session_id = resp.headers().get(SESSION_HEADER).cloned();
     let content_type = resp
         .headers()
         .get(CONTENT_TYPE)

@@ -166,8 +166,9 @@ impl UpstreamSession {
             &mut ignore,
         )
         .await?;
+        let upstream_session_id = answer.session_id().map(str::to_owned);
         let (result, version) = accept_initialize(answer.reply)?;
-        let endpoint = base.with_session(answer.session_id.as_deref(), &version);
+        let endpoint = base.with_session(upstream_session_id.as_deref(), &version);
         let initialized = jsonrpc::notification_body("notifications/initialized", None);
         http::notify(
             connector.via(),
@@ -179,7 +180,7 @@ impl UpstreamSession {
 
         let info = Arc::new(SessionInfo {
             gateway_id: gateway_id.to_owned(),
-            upstream_session_id: answer.session_id,
+            upstream_session_id,
             protocol_version: version,
             init_result: result,
         });
