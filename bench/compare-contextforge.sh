@@ -16,7 +16,7 @@
 #
 # Knobs (environment):
 #   CF_ROUNDS=2  CF_DURATION=10  CF_WARMUP=2  CF_COLD=3
-#   CF_SLICE=2.5                  seconds per turn of a target (all four take turns)
+#   CF_SLICE=5                    seconds per turn of a target (all four take turns)
 #   CF_SCENARIOS="seq s64"        seq = 1 session sequential, s64 = 64 x 64
 #   CF_MEM_LEVELS="100"           held sessions for the memory samples
 #   CF_PYTHON=/path/to/python3.12 interpreter for the venv
@@ -34,7 +34,7 @@ ROUNDS=${CF_ROUNDS:-2}
 DURATION=${CF_DURATION:-10}
 WARMUP=${CF_WARMUP:-2}
 COLD=${CF_COLD:-3}
-SLICE=${CF_SLICE:-2.5}
+SLICE=${CF_SLICE:-5}
 SCENARIOS=${CF_SCENARIOS:-"seq s64"}
 MEM_LEVELS=${CF_MEM_LEVELS:-"100"}
 START_TIMEOUT=${CF_START_TIMEOUT:-240}
@@ -145,8 +145,9 @@ declare -A SCENARIO=(
 )
 # The relay shows the ceiling of any gateway's ratio to ContextForge here.
 # One load tool measures all four in turns of SLICE seconds (see bench/run.sh
-# for why); ContextForge answers 64 concurrent calls in seconds, so its turns
-# are seconds long too, and every target gets the same turns.
+# for why). ContextForge takes 3-4 s per call at 64 concurrent: a turn must
+# span a few of those, or each of its turns is one burst of 64 calls arriving
+# together, which is not its steady state. Every target gets the same turns.
 TARGETS=(direct relay switchyard contextforge)
 for ((round = 1; round <= ROUNDS; round++)); do
   for sc in $SCENARIOS; do
