@@ -53,12 +53,12 @@ use tokio_util::task::TaskTracker;
 
 use app::App;
 
-/// Serves until `app.shutdown` is cancelled, then shuts down within bounds:
-/// in-flight requests get the shutdown grace period to finish, then every
-/// upstream session is closed in parallel (each bounded by the same grace).
 /// The hasher of the maps on the per-call path (see `foldhash` in Cargo.toml).
 pub(crate) type FastHash = foldhash::fast::RandomState;
 
+/// Serves until `app.shutdown` is cancelled, then shuts down within bounds:
+/// in-flight requests get the shutdown grace period to finish, then every
+/// upstream session is closed in parallel (each bounded by the same grace).
 pub async fn serve(listener: TcpListener, app: Arc<App>) -> std::io::Result<()> {
     let grace = app.settings.timeouts.shutdown;
     let background = TaskTracker::new();

@@ -11,7 +11,8 @@
 //! # Layout
 //! - `client`: the wire (POST/DELETE, JSON or SSE answers); no counting.
 //! - `cpu`: CPU time of this and other processes, for CPU-per-call figures.
-//! - this file: the phases of a run, [`run`] and the steppable [`Load`].
+//! - this file: the phases of a run, [`run`], the steppable [`Load`], and
+//!   [`measure_interleaved`] for targets side by side.
 //! - [`report`]: what a run measured, as JSON and as a table.
 //! - [`summary`]: tables and target checks across many reports (used by `bench/run.sh`).
 

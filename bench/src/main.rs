@@ -290,6 +290,12 @@ async fn run_side_by_side(cli: Cli) -> Result<bool, String> {
     if targets.len() < 2 {
         return Err("--target needs at least two targets (use --url and --tool for one)".into());
     }
+    // The reports are told apart by name only.
+    for (i, t) in targets.iter().enumerate() {
+        if targets[..i].iter().any(|u| u.name == t.name) {
+            return Err(format!("--target name {:?} is used twice", t.name));
+        }
+    }
     let cancel = CancellationToken::new();
     watch_signals(cancel.clone());
     let mut loads = Vec::with_capacity(targets.len());

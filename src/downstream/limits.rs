@@ -12,10 +12,9 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
-use crate::FastHash;
-
 use super::HttpError;
 use crate::auth::Principal;
+use crate::FastHash;
 
 /// Requests in flight against one limit. One atomic rather than a
 /// semaphore: nothing ever waits for a slot (over the limit is refused), and

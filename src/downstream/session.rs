@@ -14,8 +14,6 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
-
-use crate::FastHash;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +23,7 @@ use crate::auth::Principal;
 use crate::catalog::Scope;
 use crate::jsonrpc::Message;
 use crate::upstream::UpstreamSession;
+use crate::FastHash;
 
 /// Session ids are 128 random bits as 32 lower-case hex digits.
 const ID_LEN: usize = 32;
