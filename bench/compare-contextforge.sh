@@ -151,15 +151,11 @@ declare -A SCENARIO=(
 TARGETS=(direct relay switchyard contextforge)
 for ((round = 1; round <= ROUNDS; round++)); do
   for sc in $SCENARIOS; do
-    SIDE=(--watch "upstream=$FX_PID")
+    ORDER=()
     for ((i = 0; i < ${#TARGETS[@]}; i++)); do
-      case ${TARGETS[$(((i + round - 1) % ${#TARGETS[@]}))]} in
-        direct) SIDE+=(--target "direct,$FX_URL,echo") ;;
-        relay) SIDE+=(--target "relay,$RL_URL,bench-echo,proxy=$RL_PID") ;;
-        switchyard) SIDE+=(--target "switchyard,$SY_URL,bench-echo,proxy=$SY_PID") ;;
-        contextforge) SIDE+=(--target "contextforge,$CF_URL,bench-echo,proxy=$CF_PID,header=$AUTH") ;;
-      esac
+      ORDER+=("${TARGETS[$(((i + round - 1) % ${#TARGETS[@]}))]}")
     done
+    side_by_side "${ORDER[@]}"
     # shellcheck disable=SC2086 # SCENARIO values are flag lists
     load "$RESULTS" "round $round/$ROUNDS $sc" "${SIDE[@]}" --args "$ARGS" \
       ${SCENARIO[$sc]} --prime --duration "$DURATION" --slice "$SLICE" \

@@ -108,10 +108,28 @@ start_relay() {
   RL_URL=$(first_match "$1/relay.log" 'http://127\.0\.0\.1:[0-9]+/mcp' 10 "$RL_PID")
 }
 
+# side_by_side NAME...: sets SIDE to the flags for one load tool measuring
+# these targets in turns, the upstream fixture watched for all of them.
+# Names: direct, relay, switchyard, and contextforge (CF_URL, CF_PID and the
+# AUTH header line, set by compare-contextforge.sh).
+side_by_side() {
+  SIDE=(--watch "upstream=$FX_PID")
+  local t
+  for t in "$@"; do
+    case $t in
+      direct) SIDE+=(--target "direct,$FX_URL,echo") ;;
+      relay) SIDE+=(--target "relay,$RL_URL,bench-echo,proxy=$RL_PID") ;;
+      switchyard) SIDE+=(--target "switchyard,$SY_URL,bench-echo,proxy=$SY_PID") ;;
+      contextforge) SIDE+=(--target "contextforge,$CF_URL,bench-echo,proxy=$CF_PID,header=$AUTH") ;;
+      *) echo "side_by_side: unknown target $t" >&2; return 2 ;;
+    esac
+  done
+}
+
 # load RESULTS LABEL ARGS...: one load-tool run; its JSON reports (one per
-# target with --target) are appended
-# to RESULTS and summarized on stderr. A run that fails outright is logged
-# and skipped, so one bad run does not lose the others.
+# target with --target) are appended to RESULTS and summarized on stderr. A
+# run that fails outright is logged and skipped, so one bad run does not
+# lose the others.
 load() {
   local results=$1 label=$2 out rc=0 line
   shift 2

@@ -13,8 +13,8 @@
 #      1 session sequential, 64 sessions x 64 concurrent, 1,000 sessions
 #      round-robin at concurrency 64; medians and ratios;
 #   3. the scaling curve: per-call latency with 100 / 1,000 / 10,000 open
-#      sessions, calls round-robin over them, direct and through Switchyard,
-#      levels interleaved over rounds.
+#      sessions, calls round-robin over them, direct and through Switchyard
+#      side by side, levels interleaved over rounds.
 # Each run also records the CPU time every process used per call, which on
 # a shared 2-core machine says more than throughput alone.
 #
@@ -93,20 +93,6 @@ for n in $MEM_LEVELS; do
   sleep 1
   idle_sample "$RESULTS" "idle again ($n held sessions deleted)" "$SY_PID"
 done
-
-# side_by_side ORDER...: --target flags for one load tool measuring these
-# targets in turns (the upstream is watched for all of them).
-side_by_side() {
-  SIDE=(--watch "upstream=$FX_PID")
-  local t
-  for t in "$@"; do
-    case $t in
-      direct) SIDE+=(--target "direct,$FX_URL,echo") ;;
-      relay) SIDE+=(--target "relay,$RL_URL,bench-echo,proxy=$RL_PID") ;;
-      switchyard) SIDE+=(--target "switchyard,$SY_URL,bench-echo,proxy=$SY_PID") ;;
-    esac
-  done
-}
 
 # 2. Side by side. Every run primes its sessions first, so measured calls
 # are steady-state calls; first calls are what the cold-start figure measures.
