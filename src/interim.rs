@@ -9,6 +9,11 @@
 //! only when a message arrives. One receiver; it never reports "closed"
 //! (a waiting `recv` simply stays pending, like a branch of `select!` that
 //! is disabled), and what is sent after the receiver is gone is dropped.
+//!
+//! The same allocation carries the request's cancellation ([`Cancel`]): the
+//! waiter for interim messages is the waiter a cancellation must wake, and a
+//! `CancellationToken` per call cost a second allocation, its own lock and a
+//! waker registration under that lock on every call.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -22,6 +27,7 @@ struct Shared<T> {
     items: Mutex<VecDeque<T>>,
     waker: AtomicWaker,
     receiver_gone: AtomicBool,
+    cancelled: AtomicBool,
 }
 
 /// The sending side; cheap to clone, usable from any task.
@@ -30,11 +36,23 @@ pub struct Sender<T>(Arc<Shared<T>>);
 /// The one receiving side.
 pub struct Receiver<T>(Arc<Shared<T>>);
 
+/// Ends the receiver's wait for good: [`Receiver::wait`] answers
+/// [`Wake::Cancelled`] from then on. Held by whoever may cancel the request.
+pub struct Cancel<T>(Arc<Shared<T>>);
+
+/// What [`Receiver::wait`] woke for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Wake<T> {
+    Item(T),
+    Cancelled,
+}
+
 pub fn queue<T>() -> (Sender<T>, Receiver<T>) {
     let shared = Arc::new(Shared {
         items: Mutex::new(VecDeque::new()),
         waker: AtomicWaker::new(),
         receiver_gone: AtomicBool::new(false),
+        cancelled: AtomicBool::new(false),
     });
     (Sender(Arc::clone(&shared)), Receiver(shared))
 }
@@ -75,6 +93,25 @@ impl<T> Receiver<T> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
 
+    /// Waits for the next item or for a [`Cancel`], whichever comes first;
+    /// pending for as long as neither comes.
+    pub async fn wait(&self) -> Wake<T> {
+        poll_fn(|cx| {
+            if self.0.cancelled.load(Ordering::Acquire) {
+                return Poll::Ready(Wake::Cancelled);
+            }
+            // A cancel between the check above and the registration inside
+            // wakes the registered waker, and the next poll sees the flag.
+            self.poll_recv(cx).map(Wake::Item)
+        })
+        .await
+    }
+
+    /// The handle that cancels this receiver's [`wait`](Self::wait).
+    pub fn canceller(&self) -> Cancel<T> {
+        Cancel(Arc::clone(&self.0))
+    }
+
     fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<T> {
         if let Some(item) = self.try_recv() {
             return Poll::Ready(item);
@@ -86,6 +123,13 @@ impl<T> Receiver<T> {
             Some(item) => Poll::Ready(item),
             None => Poll::Pending,
         }
+    }
+}
+
+impl<T> Cancel<T> {
+    pub fn cancel(&self) {
+        self.0.cancelled.store(true, Ordering::Release);
+        self.0.waker.wake();
     }
 }
 
@@ -140,6 +184,38 @@ mod tests {
         drop(tx);
         let waited = tokio::time::timeout(Duration::from_millis(20), rx.recv()).await;
         assert!(waited.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_cancel_wakes_a_waiting_receiver_and_sticks() {
+        let (tx, rx) = queue::<u8>();
+        let cancel = rx.canceller();
+        let waiter = tokio::spawn(async move {
+            let first = rx.wait().await;
+            (first, rx)
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        cancel.cancel();
+        let got = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+        let Ok(Ok((first, rx))) = got else {
+            panic!("the cancel did not wake the waiting receiver");
+        };
+        assert_eq!(first, Wake::Cancelled);
+        // Items sent after a cancel do not hide it.
+        tx.send(7);
+        assert_eq!(rx.wait().await, Wake::Cancelled);
+    }
+
+    #[tokio::test]
+    async fn wait_yields_items_until_cancelled() {
+        let (tx, rx) = queue();
+        tx.send(1);
+        assert_eq!(rx.wait().await, Wake::Item(1));
+        let waited = tokio::time::timeout(Duration::from_millis(20), rx.wait()).await;
+        assert!(
+            waited.is_err(),
+            "nothing sent, nothing cancelled: still waiting"
+        );
     }
 
     #[test]

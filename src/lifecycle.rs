@@ -105,7 +105,7 @@ async fn refresh_on_list_changed(app: Arc<App>, mut changes: mpsc::UnboundedRece
 }
 
 /// Ends downstream sessions idle longer than `session_idle_timeout`, exactly
-/// as a DELETE would.
+/// as a DELETE would, and forgets principals with nothing in flight.
 async fn expire_idle_sessions(app: Arc<App>) {
     let timeout = app.settings.lifecycle.session_idle_timeout;
     // Check a few times per timeout so expiry is late by at most a quarter of it.
@@ -118,6 +118,7 @@ async fn expire_idle_sessions(app: Arc<App>) {
         for id in app.sessions.idle_longer_than(timeout) {
             downstream::end_session(&app, &id, EvictReason::SessionExpired).await;
         }
+        app.inflight.forget_idle();
     }
 }
 

@@ -18,13 +18,14 @@ use reqwest::header::HeaderMap;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::app::App;
 use crate::catalog::{Gateway, Scope, ScopeView};
-use crate::downstream::session::{lock, DownstreamSession, Inflight, Outgoing, PendingRequest};
-use crate::interim;
+use crate::downstream::session::{
+    lock, DownstreamSession, Inflight, Outgoing, PendingRequest, RequestKey,
+};
+use crate::interim::{self, Wake};
 use crate::jsonrpc::{self, code, Message, Request};
 use crate::passthrough;
 use crate::registry::RegistryError;
@@ -698,17 +699,18 @@ async fn call_relayed(
         upstream,
     } = hop;
     let id = upstream.next_request_id();
-    let cancel = CancellationToken::new();
-    let key = req.id.get().to_owned();
-    lock(&session.inflight).insert(
-        key.clone(),
-        Inflight {
-            upstream: upstream.clone(),
-            upstream_id: id,
-            cancel: cancel.clone(),
-        },
-    );
     let (interim_tx, interim) = interim::queue();
+    let key = RequestKey::of(&req.id);
+    if let Some(key) = &key {
+        lock(&session.inflight).insert(
+            key.clone(),
+            Inflight {
+                upstream: upstream.clone(),
+                upstream_id: id,
+                cancel: interim.canceller(),
+            },
+        );
+    }
     let call = Call {
         method: req.method.clone(),
         params: Some(params.into_raw()),
@@ -719,18 +721,26 @@ async fn call_relayed(
     tokio::pin!(answer);
     let result = loop {
         tokio::select! {
+            // A cancellation wins over whatever the upstream does about it
+            // (ending its stream without an answer, as the spec lets it),
+            // and interim messages go out before the answer.
+            biased;
+            woke = interim.wait() => match woke {
+                // Boxed: most calls have no interim messages, and inlined the
+                // relay would grow every call's future (see `forward`).
+                Wake::Item(m) => Box::pin(relay(app, session, view, upstream, m, ctx)).await,
+                Wake::Cancelled => break Err(RouteError::Cancelled),
+            },
             r = &mut answer => break r.map_err(|source| RouteError::Upstream { gateway: String::new(), source }),
-            _ = cancel.cancelled() => break Err(RouteError::Cancelled),
-            // Boxed: most calls have no interim messages, and inlined the
-            // relay would grow every call's future (see `forward`).
-            m = interim.recv() => Box::pin(relay(app, session, view, upstream, m, ctx)).await,
         }
     };
     // Messages sent just before the answer are still queued: they go first.
     while let Some(m) = interim.try_recv() {
         Box::pin(relay(app, session, view, upstream, m, ctx)).await;
     }
-    lock(&session.inflight).remove(&key);
+    if let Some(key) = &key {
+        lock(&session.inflight).remove(key);
+    }
     result
 }
 
@@ -914,9 +924,15 @@ pub async fn cancel_request(session: &DownstreamSession, params: Option<&RawValu
     let Some(request_id) = params.get("requestId") else {
         return;
     };
-    let Some(inflight) = lock(&session.inflight).remove(&request_id.to_string()) else {
+    let Some(key) = RequestKey::of_value(request_id) else {
         return;
     };
+    let Some(inflight) = lock(&session.inflight).remove(&key) else {
+        return;
+    };
+    // Before the upstream hears of it: it may end the request's stream
+    // without an answer, and that must not reach the client as a failure.
+    inflight.cancel.cancel();
     let mut forwarded = params.clone();
     forwarded["requestId"] = json!(inflight.upstream_id);
     let body = jsonrpc::notification_body(
@@ -926,7 +942,6 @@ pub async fn cancel_request(session: &DownstreamSession, params: Option<&RawValu
     if let Err(e) = inflight.upstream.post(body).await {
         tracing::debug!(error = %e, "could not forward a cancellation upstream");
     }
-    inflight.cancel.cancel();
 }
 
 #[cfg(test)]

@@ -54,35 +54,15 @@ pub struct InflightLimits {
     principals: PrincipalSlots,
 }
 
-struct Cleanup {
-    map: PrincipalSlots,
-    id: Arc<str>,
-}
-
 /// Held while a request is in flight; gives its slot back when dropped.
+///
+/// Only that: a principal with nothing in flight is forgotten by
+/// [`InflightLimits::forget_idle`], on the idle-session sweep. Forgetting it
+/// here, on the request's way out, cost every request a look at the map and
+/// two more reference counts, all on cache lines every request of that
+/// principal writes, from every thread.
 pub struct Permit {
-    taken: Option<Taken>,
-    cleanup: Option<Cleanup>,
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        let Some(taken) = self.taken.take() else {
-            return;
-        };
-        let slots = Arc::clone(&taken.0);
-        drop(taken);
-        if let Some(Cleanup { map, id }) = self.cleanup.take() {
-            // Forget a principal with nothing in flight, unless someone else
-            // holds its slots (the map's reference and ours are two; a
-            // lookup clones under the shard lock this takes, so cannot race).
-            if slots.in_use() == 0 {
-                map.remove_if(&id, |_, s| {
-                    Arc::ptr_eq(s, &slots) && Arc::strong_count(s) <= 2 && s.in_use() == 0
-                });
-            }
-        }
-    }
+    _taken: Taken,
 }
 
 impl InflightLimits {
@@ -110,13 +90,15 @@ impl InflightLimits {
             whose: "principal",
             limit: self.per_principal,
         })?;
-        Ok(Permit {
-            taken: Some(taken),
-            cleanup: Some(Cleanup {
-                map: Arc::clone(&self.principals),
-                id: Arc::clone(&who.id),
-            }),
-        })
+        Ok(Permit { _taken: taken })
+    }
+
+    /// Forgets principals with nothing in flight. Safe against a request
+    /// taking a slot meanwhile: a lookup clones the slots under the shard
+    /// lock this takes, and a cloned entry is kept.
+    pub fn forget_idle(&self) {
+        self.principals
+            .retain(|_, slots| Arc::strong_count(slots) > 1 || slots.in_use() > 0);
     }
 
     /// A slot among one session's in-flight requests.
@@ -125,13 +107,11 @@ impl InflightLimits {
             whose: "session",
             limit,
         })?;
-        Ok(Permit {
-            taken: Some(taken),
-            cleanup: None,
-        })
+        Ok(Permit { _taken: taken })
     }
 
-    /// Principals with requests in flight (for tests and the admin window).
+    /// Principals the map holds: those with requests in flight, and idle
+    /// ones until the next [`forget_idle`](Self::forget_idle).
     pub fn tracked_principals(&self) -> usize {
         self.principals.len()
     }
@@ -158,7 +138,20 @@ mod tests {
         let other = limits.principal(&bob).unwrap();
         drop(one);
         let three = limits.principal(&alice).unwrap();
-        drop((two, three, other));
+        drop((two, three));
+        limits.forget_idle();
+        assert_eq!(
+            limits.tracked_principals(),
+            1,
+            "bob still has one in flight"
+        );
+        let again = limits.principal(&bob).unwrap();
+        assert!(
+            matches!(limits.principal(&bob), Err(HttpError::TooBusy { .. })),
+            "bob's slots survived the sweep: his two requests are counted"
+        );
+        drop((other, again));
+        limits.forget_idle();
         assert_eq!(
             limits.tracked_principals(),
             0,

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::auth::Principal;
 use crate::catalog::Scope;
+use crate::interim;
 use crate::jsonrpc::Message;
 use crate::upstream::UpstreamSession;
 use crate::FastHash;
@@ -44,9 +45,9 @@ pub struct DownstreamSession {
     /// elicitation, roots), by the id the client saw; answered by the
     /// client's response POST.
     pub pending: Mutex<HashMap<String, PendingRequest, FastHash>>,
-    /// This session's requests in flight upstream, by the client's id (its
-    /// JSON text), so a `notifications/cancelled` can be translated.
-    pub inflight: Mutex<HashMap<String, Inflight, FastHash>>,
+    /// This session's requests in flight upstream, by the client's id, so a
+    /// `notifications/cancelled` can be translated.
+    pub inflight: Mutex<HashMap<RequestKey, Inflight, FastHash>>,
     /// The level the client asked for with `logging/setLevel`, if any.
     pub log_level: Mutex<Option<String>>,
     next_relay_id: AtomicU64,
@@ -110,7 +111,50 @@ pub struct PendingRequest {
 pub struct Inflight {
     pub upstream: UpstreamSession,
     pub upstream_id: u64,
-    pub cancel: CancellationToken,
+    /// Ends the request's wait for its answer.
+    pub cancel: interim::Cancel<Message>,
+}
+
+/// A client's request id as the in-flight map knows it: an integer without
+/// an allocation (the usual id, and this is on every call), a string by its
+/// value, so `"a"` and `"\u0061"` name the same request, as JSON says.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RequestKey {
+    Integer(i64),
+    Text(Box<str>),
+    /// An integer beyond `i64`, by its JSON text.
+    Wide(Box<str>),
+}
+
+impl RequestKey {
+    /// The key of a request's `id` as it arrived (a string or an integer;
+    /// anything else has no key).
+    pub fn of(id: &RawValue) -> Option<RequestKey> {
+        let text = id.get();
+        if text.starts_with('"') {
+            return serde_json::from_str::<String>(text)
+                .ok()
+                .map(|s| RequestKey::Text(s.into()));
+        }
+        match text.parse::<i64>() {
+            Ok(n) => Some(RequestKey::Integer(n)),
+            Err(_) if text.parse::<u64>().is_ok() => Some(RequestKey::Wide(text.into())),
+            Err(_) => None,
+        }
+    }
+
+    /// The key of a `requestId` read from a notification's params.
+    pub fn of_value(id: &serde_json::Value) -> Option<RequestKey> {
+        match id {
+            serde_json::Value::String(s) => Some(RequestKey::Text(s.as_str().into())),
+            serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+                (Some(i), _) => Some(RequestKey::Integer(i)),
+                (None, Some(u)) => Some(RequestKey::Wide(u.to_string().into())),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
 }
 
 /// A std mutex around a small map, never held across an await.
@@ -320,5 +364,26 @@ mod tests {
         assert!(a.ended.is_cancelled());
         assert!(store.get(&a.id).is_none());
         assert!(store.remove(&a.id).is_none());
+    }
+
+    #[test]
+    fn a_request_id_has_one_key_however_it_is_written() {
+        let key = |raw: &str| RequestKey::of(&crate::jsonrpc::raw(raw.to_owned()));
+        let value = |v: serde_json::Value| RequestKey::of_value(&v);
+        assert_eq!(key("7"), Some(RequestKey::Integer(7)));
+        assert_eq!(key("7"), value(serde_json::json!(7)));
+        assert_eq!(key("-3"), value(serde_json::json!(-3)));
+        // A string and an integer with the same digits are two requests.
+        assert_ne!(key("\"7\""), key("7"));
+        assert_eq!(key("\"7\""), value(serde_json::json!("7")));
+        // Escapes name the same string.
+        assert_eq!(key("\"\\u0061\""), value(serde_json::json!("a")));
+        assert_eq!(
+            key("18446744073709551615"),
+            value(serde_json::json!(u64::MAX))
+        );
+        assert_eq!(key("null"), None);
+        assert_eq!(key("1.5"), None);
+        assert_eq!(value(serde_json::json!(null)), None);
     }
 }

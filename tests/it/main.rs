@@ -9,6 +9,7 @@ mod auth;
 mod bad_input;
 mod bench_smoke;
 mod binary;
+mod cancellation;
 mod conformance;
 mod endpoints;
 mod everything;
