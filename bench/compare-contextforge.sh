@@ -7,7 +7,8 @@
 # (Python >= 3.12; the pyenv 3.12.1 of these machines, or CF_PYTHON), sets it
 # up as shared/peers/README.md describes (init_secrets, stateful sessions,
 # rate limiting off, loopback upstreams allowed, an admin JWT), starts it,
-# the counter fixture and Switchyard on loopback, registers the fixture in
+# the counter fixture and Switchyard (with its default authentication, as
+# ContextForge has its own) on loopback, registers the fixture in
 # both as gateway "bench" (STREAMABLEHTTP), then measures the scenarios over
 # rounds, direct / bench-relay / switchyard / contextforge taking turns, and
 # prints medians and ratios (the "switchyard vs contextforge" rows; "relay vs
@@ -76,12 +77,15 @@ raise_fd_limit
   machine_description
   echo "command: bench/compare-contextforge.sh (rounds $ROUNDS, ${DURATION} s per target in turns of ${SLICE} s, scenarios $SCENARIOS)"
   echo "contextforge: mcp-contextforge-gateway $CF_VERSION, $("$VENV/bin/python" --version), mcpgateway CLI defaults (it forks 4 child processes; RSS and CPU include them)"
+  echo "auth: both gateways authenticate every request (ContextForge: an admin JWT; Switchyard: its default auth, the admin API token its first start mints); the relay has none"
 } > "$OUT/machine.txt"
 cat "$OUT/machine.txt"
 echo
 
 start_fixture "$OUT"
-start_switchyard "$OUT"
+# Both gateways authenticate every request, as each does out of the box:
+# ContextForge a JWT, Switchyard the admin API token it mints.
+SY_AUTH=token start_switchyard "$OUT"
 start_relay "$OUT"
 
 # --- ContextForge on a free loopback port, its state in a scratch folder ---
@@ -122,7 +126,8 @@ target() {
   case $1 in
     direct) URL=$FX_URL; TOOL=echo; EXTRA=(--watch "upstream=$FX_PID") ;;
     relay) URL=$RL_URL; TOOL=bench-echo; EXTRA=(--watch "proxy=$RL_PID" --watch "upstream=$FX_PID") ;;
-    switchyard) URL=$SY_URL; TOOL=bench-echo; EXTRA=(--watch "proxy=$SY_PID" --watch "upstream=$FX_PID") ;;
+    switchyard) URL=$SY_URL; TOOL=bench-echo
+      EXTRA=(--header "$SY_HEADER" --watch "proxy=$SY_PID" --watch "upstream=$FX_PID") ;;
     contextforge) URL=$CF_URL; TOOL=bench-echo
       EXTRA=(--header "$AUTH" --watch "proxy=$CF_PID" --watch "upstream=$FX_PID") ;;
   esac

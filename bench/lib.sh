@@ -87,15 +87,29 @@ start_fixture() {
 }
 
 # start_switchyard OUT: Switchyard with a temp SQLite catalog and the fixture
-# registered as gateway "bench"; sets SY_PID, SY_URL, SY_BASE.
+# registered as gateway "bench"; sets SY_PID, SY_URL, SY_BASE and SY_HEADER.
+# By default `--auth none` (loopback, the load is ours: what the bare relay
+# does too). With SY_AUTH=token it authenticates every request as it does
+# out of the box, with the admin API token its first start mints, and
+# SY_HEADER is that token's Authorization header line (empty otherwise).
 start_switchyard() {
-  # Loopback only: no auth (the load is ours), and the upstream is on loopback too.
-  NO_COLOR=1 "$BIN/switchyard" serve --host 127.0.0.1 --port 0 --auth none --allow-private-upstreams \
+  local auth=(--auth none) token_file="$TMP/switchyard-admin.token"
+  SY_HEADER=
+  if [[ ${SY_AUTH:-none} == token ]]; then
+    auth=(--admin-token-file "$token_file")
+  fi
+  NO_COLOR=1 "$BIN/switchyard" serve --host 127.0.0.1 --port 0 "${auth[@]}" --allow-private-upstreams \
     --database-url "sqlite://$TMP/switchyard.db" > "$1/switchyard.log" 2>&1 &
   SY_PID=$!; PIDS+=("$SY_PID")
   SY_URL=$(first_match "$1/switchyard.log" 'http://127\.0\.0\.1:[0-9]+/mcp' 30 "$SY_PID")
   SY_BASE=${SY_URL%/mcp}
+  if [[ ${SY_AUTH:-none} == token ]]; then
+    # Minted before the listener opens, so it is there by now.
+    [[ -s $token_file ]] || { log "switchyard wrote no admin token to $token_file"; return 1; }
+    SY_HEADER="Authorization: Bearer $(< "$token_file")"
+  fi
   curl -fsS -X POST "$SY_BASE/gateways" -H 'content-type: application/json' \
+    ${SY_HEADER:+-H "$SY_HEADER"} \
     -d "{\"name\":\"bench\",\"url\":\"$FX_URL\"}" > "$1/register-switchyard.json"
 }
 
@@ -119,7 +133,7 @@ side_by_side() {
     case $t in
       direct) SIDE+=(--target "direct,$FX_URL,echo") ;;
       relay) SIDE+=(--target "relay,$RL_URL,bench-echo,proxy=$RL_PID") ;;
-      switchyard) SIDE+=(--target "switchyard,$SY_URL,bench-echo,proxy=$SY_PID") ;;
+      switchyard) SIDE+=(--target "switchyard,$SY_URL,bench-echo,proxy=$SY_PID${SY_HEADER:+,header=$SY_HEADER}") ;;
       contextforge) SIDE+=(--target "contextforge,$CF_URL,bench-echo,proxy=$CF_PID,header=$AUTH") ;;
       *) echo "side_by_side: unknown target $t" >&2; return 2 ;;
     esac

@@ -19,6 +19,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 
 use super::principal::Principal;
+use crate::FastHash;
 
 /// What every API token starts with, so leaked tokens are recognisable
 /// (secret scanners, logs) and JWTs are told apart without parsing.
@@ -26,6 +27,8 @@ pub const PREFIX: &str = "sy_";
 const SECRET_HEX_LEN: usize = 64;
 /// `last_used` is written back at most this often per token.
 const LAST_USED_GRANULARITY_MS: i64 = 60_000;
+/// A token's `last_used` in memory moves in steps of at most this.
+const LAST_USED_STEP_MS: i64 = 1_000;
 /// Longest accepted lifetime: beyond this "never expires" is the honest choice.
 const MAX_LIFETIME: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
 
@@ -77,14 +80,19 @@ struct Cached {
 
 pub struct TokenStore {
     pool: SqlitePool,
-    /// By token digest.
-    cache: DashMap<String, Arc<Cached>>,
+    /// By token digest (the raw bytes: a request hashes the token it
+    /// presents and probes with that, with no hex string to build).
+    cache: DashMap<TokenDigest, Arc<Cached>, FastHash>,
     /// Digests looked up and not found. A token is 256 random bits, so one
     /// that was unknown is never minted later: remembering it is always
     /// right, and a flood of made-up tokens costs map probes, not queries.
     /// Bounded: cleared when full.
-    unknown: DashMap<String, ()>,
+    unknown: DashMap<TokenDigest, (), FastHash>,
 }
+
+/// SHA-256 of a whole token, as the cache keys it; the database keeps it
+/// in lower-case hex.
+type TokenDigest = [u8; 32];
 
 /// Entries in the negative cache before it is cleared.
 const UNKNOWN_CAPACITY: usize = 16_384;
@@ -95,8 +103,8 @@ impl TokenStore {
     pub async fn open(pool: SqlitePool) -> Result<TokenStore, TokenStoreError> {
         let store = TokenStore {
             pool,
-            cache: DashMap::new(),
-            unknown: DashMap::new(),
+            cache: DashMap::default(),
+            unknown: DashMap::default(),
         };
         for row in sqlx::query("SELECT * FROM api_tokens")
             .fetch_all(&store.pool)
@@ -104,12 +112,12 @@ impl TokenStore {
         {
             let hash: String = row.try_get("token_hash")?;
             let info = info_from_row(&row)?;
-            store.remember(hash, info);
+            store.remember(digest_from_hex(&hash)?, info);
         }
         Ok(store)
     }
 
-    fn remember(&self, hash: String, info: TokenInfo) -> Arc<Cached> {
+    fn remember(&self, hash: TokenDigest, info: TokenInfo) -> Arc<Cached> {
         let used = info.last_used.map_or(0, |t| t.timestamp_millis());
         let cached = Arc::new(Cached {
             info,
@@ -161,7 +169,7 @@ impl TokenStore {
         )
         .bind(&info.id)
         .bind(&info.name)
-        .bind(&hash)
+        .bind(hex::encode(hash))
         .bind(info.admin)
         .bind(info.created_at.to_rfc3339())
         .bind(info.expires_at.map(|t| t.to_rfc3339()))
@@ -181,9 +189,12 @@ impl TokenStore {
         self.verdict_cached(&digest(token))
     }
 
-    fn verdict_cached(&self, hash: &str) -> Option<Verdict> {
-        if let Some(cached) = self.cache.get(hash).map(|e| Arc::clone(e.value())) {
-            return Some(self.judge(&cached));
+    fn verdict_cached(&self, hash: &TokenDigest) -> Option<Verdict> {
+        // Judged under the map's read guard rather than on a clone of the
+        // entry: a clone and its drop are two writes, on every request, to
+        // a cache line all of that token's requests share.
+        if let Some(cached) = self.cache.get(hash) {
+            return Some(self.judge(cached.value()));
         }
         self.unknown.contains_key(hash).then_some(Verdict::Unknown)
     }
@@ -199,7 +210,7 @@ impl TokenStore {
         }
         // Minted elsewhere (the CLI) since this process loaded the table.
         let row = sqlx::query("SELECT * FROM api_tokens WHERE token_hash = ?1")
-            .bind(&hash)
+            .bind(hex::encode(hash))
             .fetch_optional(&self.pool)
             .await?;
         match row {
@@ -235,7 +246,11 @@ impl TokenStore {
     /// Records a use; writes it back in the background at most once a
     /// minute per token, so verifying stays off the database.
     fn touch(&self, cached: &Cached, now_ms: i64) {
-        cached.last_used_ms.store(now_ms, Ordering::Relaxed);
+        // Written once a second at most: a write per request would bounce
+        // the line between every core serving this token.
+        if now_ms - cached.last_used_ms.load(Ordering::Relaxed) >= LAST_USED_STEP_MS {
+            cached.last_used_ms.store(now_ms, Ordering::Relaxed);
+        }
         let persisted = cached.persisted_ms.load(Ordering::Relaxed);
         if now_ms - persisted < LAST_USED_GRANULARITY_MS {
             return;
@@ -333,10 +348,18 @@ impl TokenStore {
     }
 }
 
-/// Lower-case hex SHA-256 of the whole token. A fast hash is right here:
-/// the token carries 256 random bits, so there is nothing to brute-force.
-fn digest(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+/// SHA-256 of the whole token. A fast hash is right here: the token
+/// carries 256 random bits, so there is nothing to brute-force.
+fn digest(token: &str) -> TokenDigest {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn digest_from_hex(hex_digest: &str) -> Result<TokenDigest, TokenStoreError> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_digest, &mut out).map_err(|e| TokenStoreError::Corrupt {
+        detail: format!("token_hash {hex_digest:?}: {e}"),
+    })?;
+    Ok(out)
 }
 
 fn well_formed(token: &str) -> bool {
@@ -448,7 +471,7 @@ mod tests {
             .fetch_all(&s.pool)
             .await
             .unwrap();
-        assert_eq!(stored, vec![digest(&m.token)]);
+        assert_eq!(stored, vec![hex::encode(digest(&m.token))]);
         assert!(!stored[0].contains(&m.token[3..]));
         let other = format!("sy_{}", "0".repeat(64));
         assert!(matches!(s.verify(&other).await.unwrap(), Verdict::Unknown));
@@ -470,8 +493,8 @@ mod tests {
         // As if `switchyard token create` wrote the row while we run.
         let other = TokenStore {
             pool: s.pool.clone(),
-            cache: DashMap::new(),
-            unknown: DashMap::new(),
+            cache: DashMap::default(),
+            unknown: DashMap::default(),
         };
         let m = other.create("cli", false, None).await.unwrap();
         // Memory alone cannot tell yet: the request takes the async path.
