@@ -32,6 +32,9 @@
 #   BENCH_SCALE_DURATION=2 seconds each target is measured per scaling level
 #   BENCH_SCALE_ROUNDS=3   interleaved rounds of the scaling curve
 #   BENCH_MEM_LEVELS="1000 10000"         held sessions for the memory samples
+#   SY_AUTH=token          Switchyard authenticates every request, as it does by
+#                          default (its admin API token); otherwise --auth none,
+#                          like the relay
 #   BENCH_HOLD_TIMEOUT=300 seconds a holding load tool may live at most
 #   BENCH_NO_BUILD=1       use the binaries already in target/release
 set -euo pipefail
@@ -88,8 +91,8 @@ sleep 1
 idle_sample "$RESULTS" "idle (started, gateway registered)" "$SY_PID"
 for n in $MEM_LEVELS; do
   hold_and_sample "$RESULTS" "$n sessions held (each primed by one call)" "$SY_PID" \
-    "$FX_BASE" "$HOLD_TIMEOUT" --url "$SY_URL" --tool bench-echo --args "$ARGS" \
-    --sessions "$n" --concurrency 64
+    "$FX_BASE" "$HOLD_TIMEOUT" --url "$SY_URL" ${SY_HEADER:+--header "$SY_HEADER"} \
+    --tool bench-echo --args "$ARGS" --sessions "$n" --concurrency 64
   sleep 1
   idle_sample "$RESULTS" "idle again ($n held sessions deleted)" "$SY_PID"
 done
