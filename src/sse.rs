@@ -24,6 +24,8 @@ pub struct Decoder {
     data: String,
     event: Option<String>,
     id: Option<String>,
+    /// The last `retry:` the stream sent, in milliseconds.
+    retry: Option<u64>,
     has_data: bool,
     limit: usize,
 }
@@ -35,9 +37,22 @@ impl Decoder {
             data: String::new(),
             event: None,
             id: None,
+            retry: None,
             has_data: false,
             limit,
         }
+    }
+
+    /// The stream's last event id so far, events without data included
+    /// (an SSE priming event may carry nothing else): what a client resumes
+    /// from with `Last-Event-ID`.
+    pub fn last_event_id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    /// How long the stream asked a client to wait before reconnecting.
+    pub fn retry(&self) -> Option<std::time::Duration> {
+        self.retry.map(std::time::Duration::from_millis)
     }
 
     /// Feeds bytes; returns the events completed by them.
@@ -94,6 +109,10 @@ impl Decoder {
             }
             "event" => self.event = Some(value.to_owned()),
             "id" if !value.contains('\0') => self.id = Some(value.to_owned()),
+            // Only ASCII digits, as the SSE spec says; anything else is ignored.
+            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+                self.retry = value.parse().ok();
+            }
             _ => {}
         }
         None
@@ -137,6 +156,17 @@ mod tests {
         assert_eq!(events[1].event.as_deref(), Some("message"));
         assert_eq!(events[1].data, "{\"a\":\n1}");
         assert_eq!(events[1].id.as_deref(), Some("0"));
+    }
+
+    #[test]
+    fn remembers_the_last_id_and_retry_even_without_data() {
+        let mut d = Decoder::new(1024);
+        assert!(d.feed(b"id: 4-0\nretry: 250\n\n").unwrap().is_empty());
+        assert_eq!(d.last_event_id(), Some("4-0"));
+        assert_eq!(d.retry(), Some(std::time::Duration::from_millis(250)));
+        d.feed(b"retry: soon\nid: 4-1\ndata: x\n\n").unwrap();
+        assert_eq!(d.last_event_id(), Some("4-1"));
+        assert_eq!(d.retry(), Some(std::time::Duration::from_millis(250)));
     }
 
     #[test]

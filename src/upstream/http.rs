@@ -28,6 +28,14 @@ pub const SESSION_HEADER: &str = "mcp-session-id";
 pub const VERSION_HEADER: &str = "mcp-protocol-version";
 /// Bound on one SSE event from an upstream.
 const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
+/// Resumptions of one request's SSE answer, each after a stream that ended
+/// without the response but with a new event id; the request's time limit
+/// bounds them too.
+const MAX_RESUMES: u32 = 16;
+/// Wait before resuming when the stream announced no `retry:`.
+const DEFAULT_RESUME_WAIT: Duration = Duration::from_millis(100);
+/// Longest `retry:` honoured before resuming.
+const MAX_RESUME_WAIT: Duration = Duration::from_secs(10);
 /// Idle keep-alive connections are closed after this long.
 pub(super) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Idle keep-alive connections kept per upstream host.
@@ -397,7 +405,7 @@ async fn exchange(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let reply = if mcp::is_media_type(content_type, "text/event-stream") {
-        read_sse(resp, id, on_other).await?
+        read_sse(via, ep, resp, id, on_other).await?
     } else if mcp::is_media_type(content_type, "application/json") {
         let bytes = resp.bytes().await?;
         match_response(&bytes, id)?
@@ -426,34 +434,90 @@ fn id_matches(raw: &RawValue, id: u64) -> bool {
     s.parse::<u64>().ok() == Some(id) || s.trim_matches('"').parse::<u64>().ok() == Some(id)
 }
 
+/// Reads a request's SSE answer up to the response. A stream that ends
+/// before it, after an event id, is resumed with a GET carrying
+/// `Last-Event-ID` (spec 2025-11-25, transports, "Resumability and
+/// Redelivery"): a server may close the stream early on purpose and deliver
+/// the rest that way, after the `retry:` wait it announced.
 async fn read_sse(
+    via: Via<'_>,
+    ep: &Endpoint,
     resp: Answered,
     id: u64,
     on_other: &mut (dyn FnMut(Message) + Send),
 ) -> Result<Reply, UpstreamError> {
-    let mut decoder = sse::Decoder::new(MAX_EVENT_BYTES);
-    let mut stream = resp.chunks();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk?;
-        let events = decoder.feed(&chunk).map_err(|e| UpstreamError::Protocol {
-            reason: e.to_string(),
-        })?;
-        for ev in events {
-            if ev.data.trim().is_empty() {
-                continue; // priming event
-            }
-            match jsonrpc::parse_one(ev.data.as_bytes()) {
-                Ok(Message::Response(r)) if id_matches(&r.id, id) => return Ok(Reply(r.outcome)),
-                Ok(other) => on_other(other),
-                Err(e) => {
-                    tracing::debug!(error = %e, "ignoring unreadable SSE event from upstream")
+    let mut resp = resp;
+    let mut last_id: Option<String> = None;
+    let mut retry = None;
+    for resumed in 0.. {
+        let mut decoder = sse::Decoder::new(MAX_EVENT_BYTES);
+        let mut stream = resp.chunks();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            let events = decoder.feed(&chunk).map_err(|e| UpstreamError::Protocol {
+                reason: e.to_string(),
+            })?;
+            for ev in events {
+                if ev.data.trim().is_empty() {
+                    continue; // priming event
+                }
+                match jsonrpc::parse_one(ev.data.as_bytes()) {
+                    Ok(Message::Response(r)) if id_matches(&r.id, id) => {
+                        return Ok(Reply(r.outcome))
+                    }
+                    Ok(other) => on_other(other),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "ignoring unreadable SSE event from upstream")
+                    }
                 }
             }
         }
+        let seen = decoder.last_event_id().map(str::to_owned);
+        // A resumed stream that brought no new event is a server with
+        // nothing more to say: resuming again would only repeat that.
+        if resumed > 0 && (seen.is_none() || seen == last_id) {
+            break;
+        }
+        last_id = seen.or(last_id);
+        retry = decoder.retry().or(retry);
+        let Some(from) = last_id.as_deref() else {
+            break; // nothing to resume from
+        };
+        if resumed >= MAX_RESUMES {
+            break;
+        }
+        tokio::time::sleep(retry.unwrap_or(DEFAULT_RESUME_WAIT).min(MAX_RESUME_WAIT)).await;
+        // Boxed: rare, and inlined it would grow every call's future.
+        resp = Box::pin(resume(via, ep, from)).await?;
     }
     Err(UpstreamError::Transport {
         reason: "SSE stream ended before the response arrived".into(),
     })
+}
+
+/// Resumes a request's SSE stream after event `last_id`.
+async fn resume(via: Via<'_>, ep: &Endpoint, last_id: &str) -> Result<Answered, UpstreamError> {
+    let token = oauth_token(ep).await?;
+    let resp = with_credentials(via.client.get(ep.url.clone()), ep, &token)
+        .header(ACCEPT, "text/event-stream")
+        .header("last-event-id", last_id)
+        .send()
+        .await
+        .map_err(classify)?;
+    let status = resp.status();
+    let is_sse = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| mcp::is_media_type(ct, "text/event-stream"));
+    if !status.is_success() || !is_sse {
+        return Err(UpstreamError::Transport {
+            reason: format!(
+                "SSE stream ended before the response arrived, and resuming it after event {last_id:?} was refused ({status})"
+            ),
+        });
+    }
+    Ok(Answered::Reqwest(resp))
 }
 
 /// POSTs a notification; the upstream answers 202 with no body.
