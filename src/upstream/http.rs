@@ -405,7 +405,9 @@ async fn exchange(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let reply = if mcp::is_media_type(content_type, "text/event-stream") {
-        read_sse(via, ep, resp, id, on_other).await?
+        // Boxed: resuming made it a large future, and inlined it would grow
+        // every call's, JSON answers included.
+        Box::pin(read_sse(via, ep, resp, id, on_other)).await?
     } else if mcp::is_media_type(content_type, "application/json") {
         let bytes = resp.bytes().await?;
         match_response(&bytes, id)?
@@ -505,6 +507,9 @@ async fn resume(via: Via<'_>, ep: &Endpoint, last_id: &str) -> Result<Answered, 
         .await
         .map_err(classify)?;
     let status = resp.status();
+    if status == StatusCode::NOT_FOUND && ep.has_session() {
+        return Err(UpstreamError::SessionExpired);
+    }
     let is_sse = resp
         .headers()
         .get(CONTENT_TYPE)
