@@ -497,6 +497,13 @@ async fn read_sse(
     })
 }
 
+fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| mcp::is_media_type(ct, "text/event-stream"))
+}
+
 /// Resumes a request's SSE stream after event `last_id`.
 async fn resume(via: Via<'_>, ep: &Endpoint, last_id: &str) -> Result<Answered, UpstreamError> {
     let token = oauth_token(ep).await?;
@@ -510,12 +517,7 @@ async fn resume(via: Via<'_>, ep: &Endpoint, last_id: &str) -> Result<Answered, 
     if status == StatusCode::NOT_FOUND && ep.has_session() {
         return Err(UpstreamError::SessionExpired);
     }
-    let is_sse = resp
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| mcp::is_media_type(ct, "text/event-stream"));
-    if !status.is_success() || !is_sse {
+    if !status.is_success() || !is_event_stream(resp.headers()) {
         return Err(UpstreamError::Transport {
             reason: format!(
                 "SSE stream ended before the response arrived, and resuming it after event {last_id:?} was refused ({status})"
@@ -656,12 +658,7 @@ pub async fn listen(
     {
         return Listened::Unavailable;
     }
-    let is_sse = resp
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| mcp::is_media_type(ct, "text/event-stream"));
-    if !status.is_success() || !is_sse {
+    if !status.is_success() || !is_event_stream(resp.headers()) {
         return Listened::Unavailable;
     }
     let mut decoder = sse::Decoder::new(MAX_EVENT_BYTES);

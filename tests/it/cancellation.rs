@@ -5,9 +5,8 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use switchyard_fixtures::conformance::ConformanceServer;
 
-use crate::support::TestGateway;
+use crate::support::conformance_upstream;
 
 /// Polls `done` every 20 ms for up to 10 s.
 async fn eventually(what: &str, done: impl Fn() -> bool) {
@@ -32,12 +31,7 @@ fn message(text: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_call_ends_at_once_and_the_upstream_hears_of_it() {
-    let upstream = ConformanceServer::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let gw = TestGateway::start().await;
-    gw.register("conf", &upstream.url()).await;
-    let mut client = gw.connect("/mcp").await;
+    let (upstream, gw, mut client) = conformance_upstream().await;
 
     // (the request's id as the client wrote it, the same id as its
     // cancellation names it, an id that only looks alike): a string may be

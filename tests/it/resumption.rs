@@ -4,18 +4,12 @@
 //! resumes for its client, which sees one ordinary answer.
 
 use serde_json::json;
-use switchyard_fixtures::conformance::ConformanceServer;
 
-use crate::support::TestGateway;
+use crate::support::conformance_upstream;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_closed_before_its_answer_is_resumed_upstream() {
-    let upstream = ConformanceServer::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let gw = TestGateway::start().await;
-    gw.register("conf", &upstream.url()).await;
-    let mut client = gw.connect("/mcp").await;
+    let (upstream, _gw, mut client) = conformance_upstream().await;
 
     let mut sessions = Vec::new();
     for _ in 0..2 {
