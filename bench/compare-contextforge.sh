@@ -121,25 +121,13 @@ CF_URL="$CF_BASE/mcp"
 log "fixture $FX_URL  switchyard $SY_URL  relay $RL_URL  contextforge $CF_URL"
 sleep 2
 
-# target NAME: sets URL, TOOL and EXTRA (flags) for direct | relay | switchyard | contextforge.
-target() {
-  case $1 in
-    direct) URL=$FX_URL; TOOL=echo; EXTRA=(--watch "upstream=$FX_PID") ;;
-    relay) URL=$RL_URL; TOOL=bench-echo; EXTRA=(--watch "proxy=$RL_PID" --watch "upstream=$FX_PID") ;;
-    switchyard) URL=$SY_URL; TOOL=bench-echo
-      EXTRA=(--header "$SY_HEADER" --watch "proxy=$SY_PID" --watch "upstream=$FX_PID") ;;
-    contextforge) URL=$CF_URL; TOOL=bench-echo
-      EXTRA=(--header "$AUTH" --watch "proxy=$CF_PID" --watch "upstream=$FX_PID") ;;
-  esac
-}
-
 for t in switchyard contextforge; do
-  if [[ $t == switchyard ]]; then pid=$SY_PID; else pid=$CF_PID; fi
-  idle_sample "$RESULTS" "$t idle (gateway registered)" "$pid"
+  target "$t"
+  idle_sample "$RESULTS" "$t idle (gateway registered)" "$T_PID"
   for n in $MEM_LEVELS; do
-    target "$t"
-    hold_and_sample "$RESULTS" "$t, $n sessions held" "$pid" "$FX_BASE" 600 \
-      --url "$URL" --tool "$TOOL" --args "$ARGS" "${EXTRA[@]}" --sessions "$n" --concurrency 16
+    hold_and_sample "$RESULTS" "$t, $n sessions held" "$T_PID" "$FX_BASE" 600 \
+      --url "$T_URL" --tool "$T_TOOL" ${T_HEADER:+--header "$T_HEADER"} --args "$ARGS" \
+      --watch "proxy=$T_PID" --watch "upstream=$FX_PID" --sessions "$n" --concurrency 16
   done
 done
 

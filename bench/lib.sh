@@ -122,21 +122,30 @@ start_relay() {
   RL_URL=$(first_match "$1/relay.log" 'http://127\.0\.0\.1:[0-9]+/mcp' 10 "$RL_PID")
 }
 
+# target NAME: what the load tool needs to reach one target, for direct,
+# relay, switchyard, and contextforge (CF_URL, CF_PID and the AUTH header
+# line, set by compare-contextforge.sh): sets T_URL, T_TOOL, T_PID (empty
+# for direct: only the upstream is watched) and T_HEADER (empty: none).
+target() {
+  T_PID=; T_HEADER=
+  case $1 in
+    direct) T_URL=$FX_URL; T_TOOL=echo ;;
+    relay) T_URL=$RL_URL; T_TOOL=bench-echo; T_PID=$RL_PID ;;
+    switchyard) T_URL=$SY_URL; T_TOOL=bench-echo; T_PID=$SY_PID; T_HEADER=$SY_HEADER ;;
+    contextforge) T_URL=$CF_URL; T_TOOL=bench-echo; T_PID=$CF_PID; T_HEADER=$AUTH ;;
+    *) echo "target: unknown target $1" >&2; return 2 ;;
+  esac
+}
+
 # side_by_side NAME...: sets SIDE to the flags for one load tool measuring
-# these targets in turns, the upstream fixture watched for all of them.
-# Names: direct, relay, switchyard, and contextforge (CF_URL, CF_PID and the
-# AUTH header line, set by compare-contextforge.sh).
+# these targets (see `target`) in turns, the upstream fixture watched for
+# all of them.
 side_by_side() {
   SIDE=(--watch "upstream=$FX_PID")
   local t
   for t in "$@"; do
-    case $t in
-      direct) SIDE+=(--target "direct,$FX_URL,echo") ;;
-      relay) SIDE+=(--target "relay,$RL_URL,bench-echo,proxy=$RL_PID") ;;
-      switchyard) SIDE+=(--target "switchyard,$SY_URL,bench-echo,proxy=$SY_PID${SY_HEADER:+,header=$SY_HEADER}") ;;
-      contextforge) SIDE+=(--target "contextforge,$CF_URL,bench-echo,proxy=$CF_PID,header=$AUTH") ;;
-      *) echo "side_by_side: unknown target $t" >&2; return 2 ;;
-    esac
+    target "$t" || return
+    SIDE+=(--target "$t,$T_URL,$T_TOOL${T_PID:+,proxy=$T_PID}${T_HEADER:+,header=$T_HEADER}")
   done
 }
 

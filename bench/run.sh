@@ -89,10 +89,11 @@ sleep 1
 # 1. Memory first, on the fresh gateway: allocator high-water marks left by
 # the throughput runs would otherwise be counted against the held sessions.
 idle_sample "$RESULTS" "idle (started, gateway registered)" "$SY_PID"
+target switchyard
 for n in $MEM_LEVELS; do
   hold_and_sample "$RESULTS" "$n sessions held (each primed by one call)" "$SY_PID" \
-    "$FX_BASE" "$HOLD_TIMEOUT" --url "$SY_URL" ${SY_HEADER:+--header "$SY_HEADER"} \
-    --tool bench-echo --args "$ARGS" --sessions "$n" --concurrency 64
+    "$FX_BASE" "$HOLD_TIMEOUT" --url "$T_URL" ${T_HEADER:+--header "$T_HEADER"} \
+    --tool "$T_TOOL" --args "$ARGS" --sessions "$n" --concurrency 64
   sleep 1
   idle_sample "$RESULTS" "idle again ($n held sessions deleted)" "$SY_PID"
 done

@@ -112,7 +112,8 @@ impl InflightLimits {
 
     /// Principals the map holds: those with requests in flight, and idle
     /// ones until the next [`forget_idle`](Self::forget_idle).
-    pub fn tracked_principals(&self) -> usize {
+    #[cfg(test)]
+    fn tracked_principals(&self) -> usize {
         self.principals.len()
     }
 }
