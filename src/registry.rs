@@ -120,6 +120,12 @@ enum SlotState {
 type Slot = tokio::sync::Mutex<SlotState>;
 
 /// The slots of one downstream session, one per gateway it has used.
+/// The downstream session holds this handle, so its calls reach their slots
+/// without a lookup by session id in the registry's map.
+#[derive(Clone, Default)]
+pub struct SessionSlots(Arc<Mutex<Slots>>);
+
+#[derive(Default)]
 struct Slots {
     /// Set when the session ends; guarded by `map`'s lock so acquire cannot
     /// add a slot after eviction collected them.
@@ -128,7 +134,7 @@ struct Slots {
 }
 
 pub struct UpstreamSessionRegistry {
-    sessions: DashMap<String, Arc<Mutex<Slots>>, FastHash>,
+    sessions: DashMap<String, SessionSlots, FastHash>,
     connector: Connector,
     grace: Duration,
     /// Reuse after this much idleness is preceded by a probe.
@@ -204,15 +210,13 @@ impl UpstreamSessionRegistry {
         &self.connector
     }
 
-    /// Registers a new downstream session; only registered sessions can acquire.
-    pub fn open(&self, downstream_sid: &str) {
-        self.sessions.insert(
-            downstream_sid.to_owned(),
-            Arc::new(Mutex::new(Slots {
-                closed: false,
-                map: HashMap::default(),
-            })),
-        );
+    /// Registers a new downstream session; only registered sessions can
+    /// acquire. The handle is for the session to pass to [`Self::acquire`].
+    pub fn open(&self, downstream_sid: &str) -> SessionSlots {
+        let slots = SessionSlots::default();
+        self.sessions
+            .insert(downstream_sid.to_owned(), slots.clone());
+        slots
     }
 
     /// The upstream session for `(downstream_sid, gateway)`, connecting on
@@ -222,17 +226,13 @@ impl UpstreamSessionRegistry {
     pub async fn acquire(
         &self,
         downstream_sid: &str,
+        slots: &SessionSlots,
         gateway: &Arc<Gateway>,
         init_params: &RawValue,
         on_message: impl FnOnce() -> Option<OnMessage>,
     ) -> Result<UpstreamSession, RegistryError> {
-        let slots = self
-            .sessions
-            .get(downstream_sid)
-            .map(|e| Arc::clone(e.value()))
-            .ok_or(RegistryError::SessionEnded)?;
         let slot = {
-            let mut s = lock(&slots);
+            let mut s = lock(&slots.0);
             if s.closed {
                 return Err(RegistryError::SessionEnded);
             }
@@ -246,6 +246,22 @@ impl UpstreamSessionRegistry {
                 ),
             }
         };
+        // The usual case, a live session reused: no lock future to build,
+        // poll and drop. A slot busy (connecting, probing, being closed)
+        // takes the waiting path.
+        if let Ok(mut state) = slot.try_lock() {
+            if let SlotState::Live(live) = &mut *state {
+                if live.session.is_open()
+                    && live.built_for(gateway)
+                    && live.last_used.elapsed() < self.idle_validation
+                {
+                    live.uses += 1;
+                    live.last_used = Instant::now();
+                    self.metrics.acquire(Acquired::Reused);
+                    return Ok(live.session.clone());
+                }
+            }
+        }
         let mut state = slot.lock().await;
         let mut replaced = None;
         let reusable = match &mut *state {
@@ -328,14 +344,10 @@ impl UpstreamSessionRegistry {
     /// Drops `session` from its slot if it is still the one there: the caller
     /// saw it fail at the transport level. The next acquire builds a new one.
     pub async fn discard(&self, downstream_sid: &str, session: &UpstreamSession) {
-        let Some(slots) = self
-            .sessions
-            .get(downstream_sid)
-            .map(|e| Arc::clone(e.value()))
-        else {
+        let Some(slots) = self.sessions.get(downstream_sid).map(|e| e.value().clone()) else {
             return;
         };
-        let slot = lock(&slots).map.get(&session.info().gateway_id).cloned();
+        let slot = lock(&slots.0).map.get(&session.info().gateway_id).cloned();
         let Some(slot) = slot else { return };
         let mut state = slot.lock().await;
         if matches!(&*state, SlotState::Live(l) if l.session.same_session(session)) {
@@ -360,7 +372,7 @@ impl UpstreamSessionRegistry {
             return 0;
         };
         let taken: Vec<(String, Arc<Slot>)> = {
-            let mut s = lock(&slots);
+            let mut s = lock(&slots.0);
             s.closed = true;
             s.map.drain().collect()
         };
@@ -380,7 +392,7 @@ impl UpstreamSessionRegistry {
     pub async fn evict_gateway(&self, gateway_id: &str, reason: EvictReason) -> usize {
         let mut taken: Vec<(String, Arc<Slot>)> = Vec::new();
         for entry in self.sessions.iter() {
-            if let Some(slot) = lock(entry.value()).map.remove(gateway_id) {
+            if let Some(slot) = lock(&entry.value().0).map.remove(gateway_id) {
                 taken.push((entry.key().clone(), slot));
             }
         }
@@ -402,7 +414,7 @@ impl UpstreamSessionRegistry {
     pub async fn close_all_upstreams(&self, reason: EvictReason) -> usize {
         let mut taken: Vec<(String, Arc<Slot>)> = Vec::new();
         for entry in self.sessions.iter() {
-            let mut slots = lock(entry.value());
+            let mut slots = lock(&entry.value().0);
             taken.extend(
                 slots
                     .map
@@ -417,7 +429,7 @@ impl UpstreamSessionRegistry {
     pub fn live_count(&self) -> usize {
         self.sessions
             .iter()
-            .map(|e| lock(e.value()).map.len())
+            .map(|e| lock(&e.value().0).map.len())
             .sum()
     }
 
@@ -466,8 +478,8 @@ impl UpstreamSessionRegistry {
         let slots = self
             .sessions
             .get(downstream_sid)
-            .map(|e| Arc::clone(e.value()))?;
-        let slot = lock(&slots).map.get(gateway_id).cloned()?;
+            .map(|e| e.value().clone())?;
+        let slot = lock(&slots.0).map.get(gateway_id).cloned()?;
         let state = slot.try_lock().ok()?;
         match &*state {
             SlotState::Live(l) if l.session.is_open() => Some(l.session.clone()),
@@ -477,14 +489,10 @@ impl UpstreamSessionRegistry {
 
     /// Every live upstream session of one downstream session.
     pub fn upstreams_of(&self, downstream_sid: &str) -> Vec<UpstreamSession> {
-        let Some(slots) = self
-            .sessions
-            .get(downstream_sid)
-            .map(|e| Arc::clone(e.value()))
-        else {
+        let Some(slots) = self.sessions.get(downstream_sid).map(|e| e.value().clone()) else {
             return Vec::new();
         };
-        let slots: Vec<Arc<Slot>> = lock(&slots).map.values().cloned().collect();
+        let slots: Vec<Arc<Slot>> = lock(&slots.0).map.values().cloned().collect();
         slots
             .iter()
             .filter_map(|slot| match &*slot.try_lock().ok()? {
@@ -505,7 +513,7 @@ impl UpstreamSessionRegistry {
         let now = Instant::now();
         let mut out = Vec::new();
         for entry in self.sessions.iter() {
-            let slots: Vec<Arc<Slot>> = lock(entry.value()).map.values().cloned().collect();
+            let slots: Vec<Arc<Slot>> = lock(&entry.value().0).map.values().cloned().collect();
             for slot in slots {
                 let Ok(state) = slot.try_lock() else { continue };
                 if let SlotState::Live(l) = &*state {

@@ -608,9 +608,13 @@ async fn forward(
         Via::Session(session) => {
             let upstream = app
                 .registry
-                .acquire(&session.id, gateway, &session.upstream_init_params, || {
-                    Some(deliver_to_outbox(session, &gateway.id))
-                })
+                .acquire(
+                    &session.id,
+                    &session.upstreams,
+                    gateway,
+                    &session.upstream_init_params,
+                    || Some(deliver_to_outbox(session, &gateway.id)),
+                )
                 .await
                 .map_err(|e| match e {
                     RegistryError::SessionEnded => RouteError::SessionEnded,

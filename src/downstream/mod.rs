@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -67,22 +67,42 @@ pub fn routes(app: &Arc<App>) -> Router<Arc<App>> {
 }
 
 // Every handler gets the caller from the auth layer (`auth::protect`).
-async fn post_all(
-    State(app): State<Arc<App>>,
-    Extension(who): Extension<Principal>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    handle_post(&app, Scope::All, &who, &headers, body).await
+async fn post_all(State(app): State<Arc<App>>, request: Request) -> Response {
+    match into_caller_parts(request) {
+        Some((who, headers, body)) => handle_post(&app, Scope::All, &who, &headers, body).await,
+        None => unauthenticated(),
+    }
 }
 async fn post_server(
     State(app): State<Arc<App>>,
-    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Response {
-    handle_post(&app, Scope::Server(id), &who, &headers, body).await
+    match into_caller_parts(request) {
+        Some((who, headers, body)) => {
+            handle_post(&app, Scope::Server(id), &who, &headers, body).await
+        }
+        None => unauthenticated(),
+    }
+}
+
+/// The caller, the headers and the body of a POST, taken apart without
+/// copies: axum's `HeaderMap` and `Extension` extractors would clone the
+/// headers and the principal on every request.
+fn into_caller_parts(request: Request) -> Option<(Principal, HeaderMap, Body)> {
+    let (mut parts, body) = request.into_parts();
+    let who = parts.extensions.remove::<Principal>()?;
+    Some((who, parts.headers, body))
+}
+
+/// The auth layer puts a principal on every request it lets through; a
+/// request without one is a routing mistake, and it is refused.
+fn unauthenticated() -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "request reached the MCP endpoint without passing authentication",
+    )
+        .into_response()
 }
 async fn get_all(
     State(app): State<Arc<App>>,
@@ -662,10 +682,11 @@ pub(crate) fn open_session(
     let client_params = params
         .map(ToOwned::to_owned)
         .unwrap_or_else(|| jsonrpc::raw("{}".into()));
+    let id = id.unwrap_or_else(session::new_id);
+    let upstreams = app.registry.open(&id);
     let session = app
         .sessions
-        .create(scope, who.clone(), version, client_params, id);
-    app.registry.open(&session.id);
+        .create(scope, who.clone(), version, client_params, id, upstreams);
     session.touch();
     let client = parsed
         .pointer("/clientInfo/name")

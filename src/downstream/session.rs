@@ -23,6 +23,7 @@ use crate::auth::Principal;
 use crate::catalog::Scope;
 use crate::interim;
 use crate::jsonrpc::Message;
+use crate::registry::SessionSlots;
 use crate::upstream::UpstreamSession;
 use crate::FastHash;
 
@@ -61,6 +62,8 @@ pub struct DownstreamSession {
     pub ended: CancellationToken,
     /// Slots for its in-flight requests (`limits.rs`).
     pub inflight_slots: Arc<super::limits::Slots>,
+    /// Its upstream sessions, one slot per gateway (`registry.rs`).
+    pub upstreams: SessionSlots,
     born: Instant,
     /// Milliseconds since `born` at the last request.
     last_active_ms: AtomicU64,
@@ -227,9 +230,9 @@ impl SessionStore {
         principal: Principal,
         protocol_version: &'static str,
         client_params: Box<RawValue>,
-        id: Option<String>,
+        id: String,
+        upstreams: SessionSlots,
     ) -> Arc<DownstreamSession> {
-        let id = id.unwrap_or_else(new_id);
         let (outbox, outbox_rx) = mpsc::channel(OUTBOX_CAPACITY);
         let session = Arc::new(DownstreamSession {
             id: id.clone(),
@@ -248,6 +251,7 @@ impl SessionStore {
             initialized: AtomicBool::new(false),
             ended: CancellationToken::new(),
             inflight_slots: Arc::default(),
+            upstreams,
             born: Instant::now(),
             last_active_ms: AtomicU64::new(0),
         });
@@ -351,8 +355,19 @@ mod tests {
         let raw = crate::jsonrpc::to_raw(&serde_json::json!({}));
         let alice = Principal::api_token("a", "alice", false);
         let bob = Principal::api_token("b", "bob", false);
-        let a = store.create(Scope::All, alice.clone(), "2025-11-25", raw.clone(), None);
-        let b = store.create(Scope::All, alice.clone(), "2025-11-25", raw, None);
+        let open = |raw| {
+            let slots = SessionSlots::default();
+            store.create(
+                Scope::All,
+                alice.clone(),
+                "2025-11-25",
+                raw,
+                new_id(),
+                slots,
+            )
+        };
+        let a = open(raw.clone());
+        let b = open(raw);
         assert_ne!(a.id, b.id);
         assert!(well_formed(&a.id));
         assert!(store.get(&a.id).is_some());

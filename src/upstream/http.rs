@@ -65,15 +65,18 @@ pub struct Via<'a> {
 pub struct Endpoint {
     /// With a `query_param` credential appended: never log it (see [`describe`]).
     pub url: reqwest::Url,
-    /// Where the plain-HTTP pool sends it, when it can take it; shared, as
-    /// every upstream session holds copies of its endpoint.
+    /// Where the plain-HTTP pool sends it, when it can take it; shared by
+    /// the endpoint's copies (every upstream session holds several), and
+    /// each session's own (see [`plain::Target::detached`]).
     plain: Option<Arc<plain::Target>>,
     /// Static credentials, and `Mcp-Session-Id` and `MCP-Protocol-Version`
     /// once the session is set up. Shared by the endpoint's copies (each
     /// upstream session holds several): a map is ~1 KB, measured per session.
     headers: Arc<HeaderMap>,
     /// `headers` plus what every POST carries (`Accept`, `Content-Type`,
-    /// `User-Agent`): built once here, copied per request in one clone.
+    /// `User-Agent`, and for the plain pool `Host`): built once here, copied
+    /// per request in one clone. A clone has no spare room: one insert per
+    /// request would reallocate it.
     post_headers: Arc<HeaderMap>,
     /// For OAuth upstreams: the current access token, added per request.
     pub oauth: Option<Arc<TokenSource>>,
@@ -100,10 +103,11 @@ fn redacted_url(url: &reqwest::Url) -> String {
 
 impl Endpoint {
     pub fn new(url: reqwest::Url, headers: HeaderMap, oauth: Option<Arc<TokenSource>>) -> Endpoint {
+        let plain = plain::Target::for_url(&url).map(Arc::new);
         Endpoint {
-            plain: plain::Target::for_url(&url).map(Arc::new),
             url,
-            post_headers: Arc::new(with_post_headers(headers.clone())),
+            post_headers: Arc::new(with_post_headers(headers.clone(), plain.as_deref())),
+            plain,
             headers: Arc::new(headers),
             oauth,
         }
@@ -117,10 +121,11 @@ impl Endpoint {
         if let Ok(v) = HeaderValue::from_str(protocol_version) {
             headers.insert(VERSION_HEADER, v);
         }
+        let plain = self.plain.as_deref().map(|t| Arc::new(t.detached()));
         Endpoint {
             url: self.url.clone(),
-            plain: self.plain.clone(),
-            post_headers: Arc::new(with_post_headers(headers.clone())),
+            post_headers: Arc::new(with_post_headers(headers.clone(), plain.as_deref())),
+            plain,
             headers: Arc::new(headers),
             oauth: self.oauth.clone(),
         }
@@ -196,13 +201,17 @@ fn with_token(mut headers: HeaderMap, token: &Option<HeaderValue>) -> HeaderMap 
     headers
 }
 
-fn with_post_headers(mut headers: HeaderMap) -> HeaderMap {
+fn with_post_headers(mut headers: HeaderMap, plain: Option<&plain::Target>) -> HeaderMap {
     headers.insert(
         ACCEPT,
         HeaderValue::from_static("application/json, text/event-stream"),
     );
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+    if let Some(target) = plain {
+        // What hyper-util would otherwise format per request.
+        headers.insert(HOST, target.host.clone());
+    }
     headers
 }
 
@@ -323,11 +332,12 @@ async fn send_post(
     body: Bytes,
 ) -> Result<Answered, UpstreamError> {
     if let (Some(pool), Some(target)) = (via.plain, &ep.plain) {
-        let mut headers = post_headers(ep, extra, token);
-        // What hyper-util would otherwise format per request.
-        headers.insert(HOST, target.host.clone());
         let resp = pool
-            .post(target.uri.clone(), headers, body.clone())
+            .post(
+                target.uri.clone(),
+                post_headers(ep, extra, token),
+                body.clone(),
+            )
             .await
             .map_err(|e| transport(&e))?;
         if !resp.status().is_redirection() {
@@ -337,7 +347,7 @@ async fn send_post(
         // `/mcp` with 307, say); the pool does not.
     }
     let mut req = reqwest::Request::new(reqwest::Method::POST, ep.url.clone());
-    *req.headers_mut() = post_headers(ep, extra, token);
+    *req.headers_mut() = reqwest_post_headers(ep, extra, token);
     *req.body_mut() = Some(body.into());
     via.client
         .execute(req)
@@ -354,6 +364,18 @@ fn post_headers(ep: &Endpoint, extra: &HeaderMap, token: &Option<HeaderValue>) -
         headers.extend(extra.clone());
     }
     with_token(headers, token)
+}
+
+/// [`post_headers`] without the plain pool's `Host`: reqwest sets its own,
+/// and after a redirect to another host that one would be wrong.
+fn reqwest_post_headers(
+    ep: &Endpoint,
+    extra: &HeaderMap,
+    token: &Option<HeaderValue>,
+) -> HeaderMap {
+    let mut headers = post_headers(ep, extra, token);
+    headers.remove(HOST);
+    headers
 }
 
 fn truncate(mut s: String, max: usize) -> String {
@@ -680,4 +702,40 @@ pub async fn listen(
         }
     }
     Listened::Ended
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(url: &str) -> Endpoint {
+        let url = reqwest::Url::parse(url).unwrap();
+        Endpoint::new(url, HeaderMap::new(), None).with_session(Some("s-1"), "2025-11-25")
+    }
+
+    #[test]
+    fn plain_posts_carry_host_and_session_headers_prebuilt() {
+        let ep = endpoint("http://127.0.0.1:8000/mcp");
+        let headers = post_headers(&ep, &HeaderMap::new(), &None);
+        assert_eq!(headers.get(HOST).unwrap(), "127.0.0.1:8000");
+        assert_eq!(headers.get(SESSION_HEADER).unwrap(), "s-1");
+        assert_eq!(headers.get(VERSION_HEADER).unwrap(), "2025-11-25");
+        assert_eq!(headers.get(CONTENT_TYPE).unwrap(), "application/json");
+        // The default port is left out of `Host`, as a client would.
+        let ep = endpoint("http://upstream.internal:80/mcp");
+        let headers = post_headers(&ep, &HeaderMap::new(), &None);
+        assert_eq!(headers.get(HOST).unwrap(), "upstream.internal");
+    }
+
+    #[test]
+    fn posts_through_reqwest_get_no_prebuilt_host() {
+        // reqwest sets `Host` itself, and again after a redirect: a plain
+        // endpoint's POST that is redirected goes through reqwest too.
+        for url in ["https://upstream.example/mcp", "http://127.0.0.1:8000/mcp"] {
+            let ep = endpoint(url);
+            let headers = reqwest_post_headers(&ep, &HeaderMap::new(), &None);
+            assert!(headers.get(HOST).is_none(), "{url}");
+            assert_eq!(headers.get(SESSION_HEADER).unwrap(), "s-1", "{url}");
+        }
+    }
 }
