@@ -95,6 +95,13 @@ struct Live {
 }
 
 impl Live {
+    /// The session, for one more call.
+    fn lend(&mut self) -> UpstreamSession {
+        self.uses += 1;
+        self.last_used = Instant::now();
+        self.session.clone()
+    }
+
     /// Whether this session was built with `gateway`'s connection settings.
     /// The catalog snapshot's `Arc` is the same until the catalog changes;
     /// after a change that left this gateway's connection alone, the new
@@ -255,10 +262,8 @@ impl UpstreamSessionRegistry {
                     && live.built_for(gateway)
                     && live.last_used.elapsed() < self.idle_validation
                 {
-                    live.uses += 1;
-                    live.last_used = Instant::now();
                     self.metrics.acquire(Acquired::Reused);
-                    return Ok(live.session.clone());
+                    return Ok(live.lend());
                 }
             }
         }
@@ -272,10 +277,8 @@ impl UpstreamSessionRegistry {
             SlotState::Closed => return Err(RegistryError::SessionEnded),
             SlotState::Live(live) if reusable => {
                 if live.last_used.elapsed() < self.idle_validation {
-                    live.uses += 1;
-                    live.last_used = Instant::now();
                     self.metrics.acquire(Acquired::Reused);
-                    return Ok(live.session.clone());
+                    return Ok(live.lend());
                 }
                 let limit = self.connector.request_timeout.min(Duration::from_secs(10));
                 // Boxed, like the connect below: rare paths, and inlined
@@ -287,10 +290,8 @@ impl UpstreamSessionRegistry {
                         } else {
                             "skipped"
                         });
-                        live.uses += 1;
-                        live.last_used = Instant::now();
                         self.metrics.acquire(Acquired::Probed);
-                        return Ok(live.session.clone());
+                        return Ok(live.lend());
                     }
                     Probe::Dead(e) => {
                         self.metrics.probe("failed");
