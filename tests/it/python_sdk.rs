@@ -50,7 +50,25 @@ async fn python_sdk_sessions_are_isolated_on_mcp_and_virtual_server_endpoints() 
         check(&virtual_url, &gw.token, mode).await;
     }
     // Four runs of two sessions each, one upstream session per downstream session.
-    assert_eq!(up.stats().initializes - before, 8);
+    let initializes = up.stats().initializes - before;
+    if initializes != 8 {
+        // Seen once in a full suite run and not reproduced: say where the
+        // extra upstream sessions came from (acquires, evictions, probes).
+        let metrics = gw
+            .http
+            .get(gw.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let upstream: Vec<&str> = metrics
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains("upstream"))
+            .collect();
+        panic!("{initializes} upstream initializes, expected 8; gateway metrics:\n{upstream:#?}");
+    }
     assert_eq!(
         up.stats().live_sessions,
         0,
