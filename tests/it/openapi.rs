@@ -376,6 +376,12 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
         // ("AST constructor recursion depth mismatch").
         .args(["--workers", "1"])
         .args(["--request-timeout", "20"])
+        // A generation-efficiency check of hypothesis, not a finding about
+        // the server: for a free-form path parameter (`{resource}` of the
+        // RFC 9728 metadata route) some seeds draw mostly strings that
+        // cannot be a path segment, and the whole run failed on that alone
+        // (seen once in CI, every test case passing).
+        .args(["--suppress-health-check", "filter_too_much"])
         .args(["--generation-database", "none"])
         .args(["--output-truncate", "false"])
         .arg("--no-color")
