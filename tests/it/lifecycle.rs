@@ -17,16 +17,9 @@ fn settings(edit: impl FnOnce(&mut Settings)) -> Settings {
 }
 
 async fn metric(gw: &TestGateway, line_start: &str) -> f64 {
-    let text = gw
-        .http
-        .get(gw.url("/metrics"))
-        .send()
+    gw.metrics_text()
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .find(|l| l.starts_with(line_start))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())

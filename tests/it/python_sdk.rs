@@ -54,15 +54,7 @@ async fn python_sdk_sessions_are_isolated_on_mcp_and_virtual_server_endpoints() 
     if initializes != 8 {
         // Seen once in a full suite run and not reproduced: say where the
         // extra upstream sessions came from (acquires, evictions, probes).
-        let metrics = gw
-            .http
-            .get(gw.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = gw.metrics_text().await;
         let upstream: Vec<&str> = metrics
             .lines()
             .filter(|l| !l.starts_with('#') && l.contains("upstream"))

@@ -89,6 +89,17 @@ impl TestGateway {
         resp.json().await.expect("JSON answer")
     }
 
+    /// The `/metrics` page, fetched with the test's credentials.
+    pub async fn metrics_text(&self) -> String {
+        let resp = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET");
+        resp.text().await.expect("metrics text")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
