@@ -102,6 +102,18 @@ impl Live {
         self.session.clone()
     }
 
+    /// Whether this session can serve a call to `gateway` now, after a
+    /// probe, or not at all.
+    fn fit(&mut self, gateway: &Arc<Gateway>, idle_validation: Duration) -> Fit {
+        if !self.session.is_open() || !self.built_for(gateway) {
+            Fit::Unfit
+        } else if self.last_used.elapsed() < idle_validation {
+            Fit::Fresh
+        } else {
+            Fit::Idle
+        }
+    }
+
     /// Whether this session was built with `gateway`'s connection settings.
     /// The catalog snapshot's `Arc` is the same until the catalog changes;
     /// after a change that left this gateway's connection alone, the new
@@ -116,6 +128,17 @@ impl Live {
         self.gateway = Arc::clone(gateway);
         true
     }
+}
+
+/// What [`Live::fit`] found.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fit {
+    /// Open, built for the gateway as it is, and used recently: reuse it.
+    Fresh,
+    /// Fit, but idle past the validation window: probe it first.
+    Idle,
+    /// Closed, or built for other connection settings: replace it.
+    Unfit,
 }
 
 enum SlotState {
@@ -258,10 +281,7 @@ impl UpstreamSessionRegistry {
         // takes the waiting path.
         if let Ok(mut state) = slot.try_lock() {
             if let SlotState::Live(live) = &mut *state {
-                if live.session.is_open()
-                    && live.built_for(gateway)
-                    && live.last_used.elapsed() < self.idle_validation
-                {
+                if live.fit(gateway, self.idle_validation) == Fit::Fresh {
                     self.metrics.acquire(Acquired::Reused);
                     return Ok(live.lend());
                 }
@@ -269,17 +289,17 @@ impl UpstreamSessionRegistry {
         }
         let mut state = slot.lock().await;
         let mut replaced = None;
-        let reusable = match &mut *state {
-            SlotState::Live(live) => live.session.is_open() && live.built_for(gateway),
-            SlotState::Empty | SlotState::Closed => false,
+        let fit = match &mut *state {
+            SlotState::Live(live) => live.fit(gateway, self.idle_validation),
+            SlotState::Empty | SlotState::Closed => Fit::Unfit,
         };
         match &mut *state {
             SlotState::Closed => return Err(RegistryError::SessionEnded),
-            SlotState::Live(live) if reusable => {
-                if live.last_used.elapsed() < self.idle_validation {
-                    self.metrics.acquire(Acquired::Reused);
-                    return Ok(live.lend());
-                }
+            SlotState::Live(live) if fit == Fit::Fresh => {
+                self.metrics.acquire(Acquired::Reused);
+                return Ok(live.lend());
+            }
+            SlotState::Live(live) if fit == Fit::Idle => {
                 let limit = self.connector.request_timeout.min(Duration::from_secs(10));
                 // Boxed, like the connect below: rare paths, and inlined
                 // they would grow every call's future (see `forward`).
@@ -344,10 +364,12 @@ impl UpstreamSessionRegistry {
 
     /// Drops `session` from its slot if it is still the one there: the caller
     /// saw it fail at the transport level. The next acquire builds a new one.
-    pub async fn discard(&self, downstream_sid: &str, session: &UpstreamSession) {
-        let Some(slots) = self.sessions.get(downstream_sid).map(|e| e.value().clone()) else {
-            return;
-        };
+    pub async fn discard(
+        &self,
+        downstream_sid: &str,
+        slots: &SessionSlots,
+        session: &UpstreamSession,
+    ) {
         let slot = lock(&slots.0).map.get(&session.info().gateway_id).cloned();
         let Some(slot) = slot else { return };
         let mut state = slot.lock().await;

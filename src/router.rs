@@ -631,7 +631,11 @@ async fn forward(
             let sent = call_relayed(hop, req, params, headers, ctx).await;
             if let Err(RouteError::Upstream { source, .. }) = &sent {
                 if source.ends_session() {
-                    Box::pin(app.registry.discard(&session.id, &upstream)).await;
+                    Box::pin(
+                        app.registry
+                            .discard(&session.id, &session.upstreams, &upstream),
+                    )
+                    .await;
                 }
             }
             sent.map_err(|e| match e {
