@@ -4,17 +4,14 @@
 //! Labels are `&'static str` where the value set is closed, so counting on the
 //! hot path allocates nothing; gauges that mirror a size are set at scrape time.
 
-mod sharded;
-
 use std::sync::atomic::AtomicI64;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-
-use sharded::{ShardedCounter, ShardedHistogram};
 
 type Labels = [(&'static str, &'static str); 1];
 type GatewayLabels = [(&'static str, String); 1];
@@ -23,12 +20,12 @@ pub struct Metrics {
     registry: Registry,
     probes: Family<Labels, Counter>,
     evictions: Family<Labels, Counter>,
-    upstream_latency: Family<GatewayLabels, ShardedHistogram>,
+    upstream_latency: Family<GatewayLabels, Histogram>,
     upstream_sessions: Gauge<i64, AtomicI64>,
     downstream_sessions: Gauge<i64, AtomicI64>,
     /// The family's counters by [`Acquired`], found once: one is counted
     /// on every call, and the family's lock would be taken each time.
-    acquired: [ShardedCounter; 3],
+    acquired: [Counter; 3],
 }
 
 /// How the registry came by the upstream session for a call.
@@ -57,7 +54,7 @@ impl Acquired {
 /// A gateway's latency histogram, looked up on first use (kept with the
 /// gateway in the catalog; a new catalog version looks it up again).
 #[derive(Clone, Debug, Default)]
-pub struct LatencySlot(std::sync::OnceLock<ShardedHistogram>);
+pub struct LatencySlot(std::sync::OnceLock<Histogram>);
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -65,10 +62,15 @@ impl Default for Metrics {
     }
 }
 
+fn latency_histogram() -> Histogram {
+    // 100 µs .. ~6.5 s in doublings: gateway overhead and slow tools both resolve.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 17))
+}
+
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("switchyard");
-        let acquires = Family::<Labels, ShardedCounter>::default();
+        let acquires = Family::<Labels, Counter>::default();
         registry.register(
             "upstream_acquires",
             "Upstream session acquisitions by outcome (reused, created, probed)",
@@ -86,7 +88,9 @@ impl Metrics {
             "Upstream sessions closed, by reason",
             evictions.clone(),
         );
-        let upstream_latency = Family::<GatewayLabels, ShardedHistogram>::default();
+        let upstream_latency = Family::<GatewayLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         registry.register(
             "upstream_request_duration_seconds",
             "Upstream request latency per gateway",
