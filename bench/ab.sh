@@ -27,11 +27,6 @@
 #   BENCH_NO_BUILD=1             use the binaries already in target/release
 set -euo pipefail
 
-ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
-# shellcheck source=bench/lib.sh
-source "$ROOT/bench/lib.sh"
-
 case "${1:-}" in
   -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
   "") echo "usage: bench/ab.sh NAME=BINARY NAME=BINARY... (see --help)" >&2; exit 2 ;;
@@ -48,6 +43,12 @@ for arg in "$@"; do
   fi
   NAMES+=("$name"); BINARIES+=("$(cd "$(dirname "$binary")" && pwd)/$(basename "$binary")")
 done
+
+# Binaries are resolved from the caller's directory, before moving to the root.
+ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 ROUNDS=${AB_ROUNDS:-8}
 DURATION=${AB_DURATION:-3}
