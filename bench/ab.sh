@@ -55,14 +55,7 @@ DURATION=${AB_DURATION:-3}
 SESSIONS=${AB_SESSIONS:-64}
 CONCURRENCY=${AB_CONCURRENCY:-64}
 
-OUT="$ROOT/bench/out/ab-$(date +%Y%m%d-%H%M%S)"
-mkdir -p "$OUT"
-TMP=$(mktemp -d)
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-build_release
-raise_fd_limit
+begin_run "ab-$(date +%Y%m%d-%H%M%S)"
 start_fixture "$OUT"
 start_relay "$OUT"
 

@@ -44,14 +44,9 @@ ARGS='{"text":"hello"}'
 # ContextForge can be slow under load; give each call time rather than count timeouts.
 LOAD_TIMEOUT=60
 
-STAMP=$(date +%Y%m%d-%H%M%S)
-OUT="$ROOT/bench/out/contextforge-$STAMP"
-mkdir -p "$OUT"
+begin_run "contextforge-$(date +%Y%m%d-%H%M%S)"
 RESULTS="$OUT/results.jsonl"
 : > "$RESULTS"
-TMP=$(mktemp -d)
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # --- ContextForge install (idempotent) ---
 VENV="$ROOT/target/contextforge/venv"
@@ -69,9 +64,6 @@ if ! "$VENV/bin/python" -c "import importlib.metadata as m; assert m.version('mc
   "$PY" -m venv "$VENV"
   "$VENV/bin/pip" install -q "mcp-contextforge-gateway==$CF_VERSION"
 fi
-
-build_release
-raise_fd_limit
 
 {
   machine_description

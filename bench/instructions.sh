@@ -42,15 +42,7 @@ if ! command -v valgrind > /dev/null; then
   fi
 fi
 
-STAMP=$(date +%Y%m%d-%H%M%S)
-OUT="$ROOT/bench/out/instructions-$STAMP"
-mkdir -p "$OUT"
-TMP=$(mktemp -d)
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-build_release
-raise_fd_limit
+begin_run "instructions-$(date +%Y%m%d-%H%M%S)"
 machine_description > "$OUT/machine.txt"
 cat "$OUT/machine.txt"
 echo

@@ -60,6 +60,19 @@ machine_description() {
   echo "kernel:  $(uname -r)"
 }
 
+# begin_run NAME: the run's folder bench/out/NAME (sets OUT), a scratch
+# folder (TMP) and the traps that stop every process started on exit; then
+# the release build (sets BIN) and the file-descriptor limit.
+begin_run() {
+  OUT="$ROOT/bench/out/$1"
+  mkdir -p "$OUT"
+  TMP=$(mktemp -d)
+  trap cleanup EXIT
+  trap 'exit 130' INT TERM
+  build_release
+  raise_fd_limit
+}
+
 # build_release: the release binaries (unless BENCH_NO_BUILD=1); sets BIN.
 build_release() {
   if [[ "${BENCH_NO_BUILD:-0}" != 1 ]]; then

@@ -60,17 +60,10 @@ HOLD_TIMEOUT=${BENCH_HOLD_TIMEOUT:-300}
 ARGS='{"text":"hello"}'
 
 STAMP=$(date +%Y%m%d-%H%M%S)
-OUT="$ROOT/bench/out/$STAMP"
-mkdir -p "$OUT"
+begin_run "$STAMP"
 ln -sfn "$STAMP" "$ROOT/bench/out/latest"
 RESULTS="$OUT/results.jsonl"
 : > "$RESULTS"
-TMP=$(mktemp -d)
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-build_release
-raise_fd_limit
 
 {
   machine_description
