@@ -155,6 +155,22 @@ type Slot = tokio::sync::Mutex<SlotState>;
 #[derive(Clone, Default)]
 pub struct SessionSlots(Arc<Mutex<Slots>>);
 
+impl SessionSlots {
+    /// Every live upstream session of this downstream session (none once it
+    /// has ended: eviction drains the slots). The session holds this handle,
+    /// so no lookup by id in the registry's map.
+    pub fn live(&self) -> Vec<UpstreamSession> {
+        let slots: Vec<Arc<Slot>> = lock(&self.0).map.values().cloned().collect();
+        slots
+            .iter()
+            .filter_map(|slot| match &*slot.try_lock().ok()? {
+                SlotState::Live(l) if l.session.is_open() => Some(l.session.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 #[derive(Default)]
 struct Slots {
     /// Set when the session ends; guarded by `map`'s lock so acquire cannot
@@ -508,21 +524,6 @@ impl UpstreamSessionRegistry {
             SlotState::Live(l) if l.session.is_open() => Some(l.session.clone()),
             _ => None,
         }
-    }
-
-    /// Every live upstream session of one downstream session.
-    pub fn upstreams_of(&self, downstream_sid: &str) -> Vec<UpstreamSession> {
-        let Some(slots) = self.sessions.get(downstream_sid).map(|e| e.value().clone()) else {
-            return Vec::new();
-        };
-        let slots: Vec<Arc<Slot>> = lock(&slots.0).map.values().cloned().collect();
-        slots
-            .iter()
-            .filter_map(|slot| match &*slot.try_lock().ok()? {
-                SlotState::Live(l) if l.session.is_open() => Some(l.session.clone()),
-                _ => None,
-            })
-            .collect()
     }
 
     /// Number of downstream sessions known to the registry.

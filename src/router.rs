@@ -355,7 +355,7 @@ async fn dispatch(
             // cost every client a session on every logging gateway.
             if let Via::Session(session) = &via {
                 *lock(&session.log_level) = Some(level);
-                for upstream in app.registry.upstreams_of(&session.id) {
+                for upstream in session.upstreams.live() {
                     apply_log_level(app, session, &upstream).await;
                 }
             }

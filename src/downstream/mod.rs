@@ -429,7 +429,7 @@ async fn handle_post(
                 // The client's roots changed: every upstream serving it must hear it.
                 "notifications/roots/list_changed" => {
                     let body = jsonrpc::notification_body(&n.method, n.params.as_deref());
-                    for upstream in app.registry.upstreams_of(&session.id) {
+                    for upstream in session.upstreams.live() {
                         if let Err(e) = upstream.post(body.clone()).await {
                             tracing::debug!(error = %e, "roots/list_changed not delivered upstream");
                         }
