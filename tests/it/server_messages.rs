@@ -199,3 +199,59 @@ async fn a_level_set_before_the_upstream_session_exists_is_applied_to_it() {
         "the level never reached the new upstream session: {text}"
     );
 }
+
+/// A level set while the client already has upstream sessions reaches them,
+/// not only the sessions it opens later (it is sent to them at once, and
+/// checked again before each call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_level_changed_later_reaches_the_upstream_sessions_already_open() {
+    let (_upstream, _gw, mut a) = crate::support::conformance_upstream().await;
+    let call = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "conf-test_tool_with_logging", "arguments": {}}}).to_string();
+    let set = a
+        .request("logging/setLevel", json!({"level": "debug"}))
+        .await;
+    assert_eq!(set.body["result"], json!({}), "{}", set.body);
+    let (status, _, text) = a.post_raw(call.clone()).await;
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("notifications/message"),
+        "at debug the tool's log lines come through: {text}"
+    );
+    // The upstream session is open now; the new level must reach it.
+    let set = a
+        .request("logging/setLevel", json!({"level": "error"}))
+        .await;
+    assert_eq!(set.body["result"], json!({}), "{}", set.body);
+    let (status, _, text) = a.post_raw(call).await;
+    assert_eq!(status, 200);
+    assert!(
+        !text.contains("notifications/message"),
+        "the open upstream session still logs at debug: {text}"
+    );
+}
+
+/// `notifications/roots/list_changed` from a client reaches every upstream
+/// session that client has, on each gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roots_list_changed_reaches_every_upstream_session_of_the_client() {
+    let (one, two) = (
+        crate::support::counter("one").await,
+        crate::support::counter("two").await,
+    );
+    let gw = TestGateway::start().await;
+    gw.register("one", &one.url()).await;
+    gw.register("two", &two.url()).await;
+    let mut client = gw.connect("/mcp").await;
+    for tool in ["one-echo", "two-echo"] {
+        client.call(tool, json!({"text": "hi"})).await;
+    }
+    assert_eq!(client.notify("notifications/roots/list_changed").await, 202);
+    for (name, upstream) in [("one", &one), ("two", &two)] {
+        let body = upstream.last_body().expect("a POST reached the upstream");
+        assert_eq!(
+            body["method"], "notifications/roots/list_changed",
+            "{name} got {body}"
+        );
+        assert!(body.get("id").is_none(), "a notification: {body}");
+    }
+}
