@@ -91,8 +91,8 @@ done
 
 # One JSON report per target and round, in target order: the relay's first.
 awk -v names="${NAMES[*]}" '
-  function field(key,   m) { return match($0, "\"" key "\":[0-9.]+") ? substr($0, RSTART + length(key) + 3, RLENGTH - length(key) - 3) : 0 }
-  function target(   m) { return match($0, /"target":"[^"]*"/) ? substr($0, RSTART + 10, RLENGTH - 11) : "" }
+  function field(key) { return match($0, "\"" key "\":[0-9.]+") ? substr($0, RSTART + length(key) + 3, RLENGTH - length(key) - 3) : 0 }
+  function target() { return match($0, /"target":"[^"]*"/) ? substr($0, RSTART + 10, RLENGTH - 11) : "" }
   function median(a, n,   i, j, t) {
     for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
     return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
