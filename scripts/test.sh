@@ -6,6 +6,7 @@
 # Extra arguments go to the test runner.
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
+bash scripts/ensure-cc.sh
 bash scripts/install-peers.sh
 # The peers are installed now: a test that finds them missing must fail, not skip.
 export SWITCHYARD_REQUIRE_PEERS=1
