@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use switchyard_fixtures::conformance::ConformanceServer;
 
-use crate::support::TestGateway;
+use crate::support::{McpClient, TestGateway};
 
 /// Reads SSE `data:` messages from a GET stream until `want` matches one.
 async fn wait_for(stream: &mut reqwest::Response, want: impl Fn(&Value) -> bool) -> Value {
@@ -155,10 +155,7 @@ async fn set_level_opens_no_sessions_and_reaches_sessions_opened_later() {
     gw.register("conf", &upstream.url()).await;
     let before = upstream.live_sessions();
     let mut a = gw.connect("/mcp").await;
-    let set = a
-        .request("logging/setLevel", json!({"level": "debug"}))
-        .await;
-    assert_eq!(set.body["result"], json!({}), "{}", set.body);
+    set_level(&mut a, "debug").await;
     assert_eq!(
         upstream.live_sessions(),
         before,
@@ -166,10 +163,7 @@ async fn set_level_opens_no_sessions_and_reaches_sessions_opened_later() {
     );
     // The first call opens the session; the level goes first, so the tool's
     // debug lines come through on the call's stream.
-    let (status, _, text) = a
-        .post_raw(json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "conf-test_tool_with_logging", "arguments": {}}}).to_string())
-        .await;
-    assert_eq!(status, 200);
+    let text = call_logging_tool(&mut a).await;
     assert!(
         text.contains("notifications/message"),
         "log lines relayed: {text}"
@@ -186,14 +180,8 @@ async fn a_level_set_before_the_upstream_session_exists_is_applied_to_it() {
     gw.register("conf", &upstream.url()).await;
     let mut a = gw.connect("/mcp").await;
     // The tool logs at info; with the level at error the upstream sends nothing.
-    let set = a
-        .request("logging/setLevel", json!({"level": "error"}))
-        .await;
-    assert_eq!(set.body["result"], json!({}), "{}", set.body);
-    let (status, _, text) = a
-        .post_raw(json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "conf-test_tool_with_logging", "arguments": {}}}).to_string())
-        .await;
-    assert_eq!(status, 200);
+    set_level(&mut a, "error").await;
+    let text = call_logging_tool(&mut a).await;
     assert!(
         !text.contains("notifications/message"),
         "the level never reached the new upstream session: {text}"
@@ -206,24 +194,15 @@ async fn a_level_set_before_the_upstream_session_exists_is_applied_to_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_level_changed_later_reaches_the_upstream_sessions_already_open() {
     let (_upstream, _gw, mut a) = crate::support::conformance_upstream().await;
-    let call = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "conf-test_tool_with_logging", "arguments": {}}}).to_string();
-    let set = a
-        .request("logging/setLevel", json!({"level": "debug"}))
-        .await;
-    assert_eq!(set.body["result"], json!({}), "{}", set.body);
-    let (status, _, text) = a.post_raw(call.clone()).await;
-    assert_eq!(status, 200);
+    set_level(&mut a, "debug").await;
+    let text = call_logging_tool(&mut a).await;
     assert!(
         text.contains("notifications/message"),
         "at debug the tool's log lines come through: {text}"
     );
     // The upstream session is open now; the new level must reach it.
-    let set = a
-        .request("logging/setLevel", json!({"level": "error"}))
-        .await;
-    assert_eq!(set.body["result"], json!({}), "{}", set.body);
-    let (status, _, text) = a.post_raw(call).await;
-    assert_eq!(status, 200);
+    set_level(&mut a, "error").await;
+    let text = call_logging_tool(&mut a).await;
     assert!(
         !text.contains("notifications/message"),
         "the open upstream session still logs at debug: {text}"
@@ -254,4 +233,21 @@ async fn roots_list_changed_reaches_every_upstream_session_of_the_client() {
         );
         assert!(body.get("id").is_none(), "a notification: {body}");
     }
+}
+
+async fn set_level(client: &mut McpClient, level: &str) {
+    let set = client
+        .request("logging/setLevel", json!({"level": level}))
+        .await;
+    assert_eq!(set.body["result"], json!({}), "{}", set.body);
+}
+
+/// Calls the conformance tool that logs at info; the text of the answer
+/// (an event stream when log lines come first).
+async fn call_logging_tool(client: &mut McpClient) -> String {
+    let (status, _, text) = client
+        .post_raw(json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "conf-test_tool_with_logging", "arguments": {}}}).to_string())
+        .await;
+    assert_eq!(status, 200);
+    text
 }
