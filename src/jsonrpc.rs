@@ -196,8 +196,22 @@ fn envelope_slow(body: &[u8]) -> Result<Envelope, EnvelopeError> {
     }
     serde_json::from_str(value.get()).map_err(|_| EnvelopeError::Invalid {
         reason: "malformed JSON-RPC envelope",
-        id: None,
+        id: readable_id(value.get()),
     })
+}
+
+/// The id of an object whose other members are malformed (a method that is
+/// not a string, say): JSON-RPC answers with null only when the id itself
+/// cannot be read.
+fn readable_id(object: &str) -> Option<Box<RawValue>> {
+    #[derive(Deserialize)]
+    struct IdOnly {
+        id: Option<Box<RawValue>>,
+    }
+    serde_json::from_str::<IdOnly>(object)
+        .ok()?
+        .id
+        .filter(|i| valid_id(i))
 }
 
 fn classify(env: Envelope) -> Result<Message, EnvelopeError> {
@@ -235,14 +249,14 @@ fn classify(env: Envelope) -> Result<Message, EnvelopeError> {
             id,
             outcome: Err(error),
         })),
-        (Some(_), _, _, _) => Err(EnvelopeError::Invalid {
+        (Some(_), id, _, _) => Err(EnvelopeError::Invalid {
             reason: "a request must not carry \"result\" or \"error\"",
-            id: None,
+            id,
         }),
-        (None, _, _, _) => Err(EnvelopeError::Invalid {
+        (None, id, _, _) => Err(EnvelopeError::Invalid {
             reason:
                 "a message needs \"method\", or \"id\" with exactly one of \"result\" and \"error\"",
-            id: None,
+            id,
         }),
     }
 }
@@ -421,6 +435,26 @@ mod tests {
     fn invalid_request_keeps_a_usable_id() {
         let err = one(r#"{"jsonrpc":"1.0","id":"x","method":"ping"}"#).unwrap_err();
         assert_eq!(err.id().map(RawValue::get), Some(r#""x""#));
+        // Malformed elsewhere, or of no known shape: the id is still readable.
+        for (body, id) in [
+            (r#"{"jsonrpc":"2.0","id":14,"method":5}"#, Some("14")),
+            (
+                r#"{"jsonrpc":"2.0","id":"a","params":{},"method":[]}"#,
+                Some(r#""a""#),
+            ),
+            (r#"{"jsonrpc":"2.0","id":15}"#, Some("15")),
+            (
+                r#"{"jsonrpc":"2.0","id":16,"method":"m","result":{}}"#,
+                Some("16"),
+            ),
+            // Not readable as an id: null it stays.
+            (r#"{"jsonrpc":"2.0","id":{"x":1},"method":5}"#, None),
+            (r#"{"jsonrpc":"2.0","id":1,"id":2,"method":5}"#, None),
+        ] {
+            let err = one(body).unwrap_err();
+            assert_eq!(err.code(), code::INVALID_REQUEST, "{body}");
+            assert_eq!(err.id().map(RawValue::get), id, "{body}");
+        }
     }
 
     #[test]

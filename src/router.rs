@@ -349,6 +349,11 @@ async fn dispatch(
         "logging/setLevel" => {
             let params = params_object(req)?;
             let level = string_param(&params, "level")?;
+            if !LOG_LEVELS.contains(&level.as_str()) {
+                return Err(RouteError::InvalidParams {
+                    reason: format!("\"level\" must be one of {}", LOG_LEVELS.join(", ")),
+                });
+            }
             // Remembered, and told to the upstream sessions this client has
             // now; others hear it before their first request (see
             // `apply_log_level`). Opening sessions just to set a level would
@@ -366,6 +371,19 @@ async fn dispatch(
         }),
     }
 }
+
+/// The syslog severities MCP's `logging/setLevel` takes (spec 2025-11-25,
+/// server/utilities/logging).
+const LOG_LEVELS: [&str; 8] = [
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
 
 fn params_object(req: &Request) -> Result<Map<String, Value>, RouteError> {
     match req.params.as_deref() {
@@ -430,6 +448,11 @@ impl<'a> Named<'a> {
         }
         let params = params_object(req)?;
         let name = string_param(&params, "name")?;
+        if params.get("arguments").is_some_and(|a| !a.is_object()) {
+            return Err(RouteError::InvalidParams {
+                reason: "\"arguments\" must be an object".into(),
+            });
+        }
         Ok(Named::Parsed { name, params })
     }
 
@@ -469,6 +492,9 @@ impl<'a> NamedParams<'a> {
     fn find(req: &'a Request) -> Option<NamedParams<'a>> {
         let raw = req.params.as_deref()?.get();
         let members: NameMember<'a> = serde_json::from_str(raw).ok()?;
+        if !members.arguments_object {
+            return None;
+        }
         let value = members.value.filter(|_| !members.repeated)?;
         let name: String = serde_json::from_str(value.get()).ok()?;
         // `value` borrows from `raw`: its offset is where it sits in the text.
@@ -487,10 +513,12 @@ impl<'a> NamedParams<'a> {
     }
 }
 
-/// The `"name"` member of a JSON object, read without building the rest.
+/// The `"name"` member of a JSON object, read without building the rest,
+/// and whether its `"arguments"` (if any) are an object.
 struct NameMember<'a> {
     value: Option<&'a RawValue>,
     repeated: bool,
+    arguments_object: bool,
 }
 
 impl<'de> serde::Deserialize<'de> for NameMember<'de> {
@@ -508,13 +536,21 @@ impl<'de> serde::Deserialize<'de> for NameMember<'de> {
                 let mut found = NameMember {
                     value: None,
                     repeated: false,
+                    arguments_object: true,
                 };
-                while let Some(key) = map.next_key::<IsName>()? {
-                    if key.0 {
-                        found.repeated |= found.value.is_some();
-                        found.value = Some(map.next_value()?);
-                    } else {
-                        map.next_value::<serde::de::IgnoredAny>()?;
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key {
+                        Key::Name => {
+                            found.repeated |= found.value.is_some();
+                            found.value = Some(map.next_value()?);
+                        }
+                        Key::Arguments => {
+                            let value: &RawValue = map.next_value()?;
+                            found.arguments_object &= value.get().starts_with('{');
+                        }
+                        Key::Other => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
                     }
                 }
                 Ok(found)
@@ -524,22 +560,30 @@ impl<'de> serde::Deserialize<'de> for NameMember<'de> {
     }
 }
 
-/// Whether an object key is `"name"` (escaped spellings included).
-struct IsName(bool);
+/// An object key of interest (escaped spellings included).
+enum Key {
+    Name,
+    Arguments,
+    Other,
+}
 
-impl<'de> serde::Deserialize<'de> for IsName {
+impl<'de> serde::Deserialize<'de> for Key {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Key;
-        impl serde::de::Visitor<'_> for Key {
-            type Value = IsName;
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Key;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a key")
             }
-            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<IsName, E> {
-                Ok(IsName(key == "name"))
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Key, E> {
+                Ok(match key {
+                    "name" => Key::Name,
+                    "arguments" => Key::Arguments,
+                    _ => Key::Other,
+                })
             }
         }
-        d.deserialize_str(Key)
+        d.deserialize_str(Visitor)
     }
 }
 

@@ -656,10 +656,10 @@ pub(crate) fn open_session(
     let parsed: Value = params
         .and_then(|p| serde_json::from_str(p.get()).ok())
         .unwrap_or(Value::Null);
-    if !parsed.is_object() {
+    if let Err(message) = check_initialize_params(&parsed) {
         return Err(Refusal::Rpc {
             code: code::INVALID_PARAMS,
-            message: "initialize needs params with protocolVersion, capabilities and clientInfo",
+            message,
         });
     }
     let snap = app.catalog.snapshot();
@@ -706,6 +706,33 @@ pub(crate) fn open_session(
         "instructions": "Switchyard MCP gateway: tools of the registered upstream servers, named <gateway>-<tool>.",
     });
     Ok((session, jsonrpc::to_raw(&result)))
+}
+
+/// What `initialize` params must look like (spec 2025-11-25, lifecycle):
+/// checked here because the client's capabilities and clientInfo go on to
+/// every upstream session opened for it, where a malformed value would fail
+/// each one. Absent capabilities and clientInfo are tolerated (the upstream
+/// sessions get defaults); present, they must have their types.
+fn check_initialize_params(params: &Value) -> Result<(), &'static str> {
+    let Some(params) = params.as_object() else {
+        return Err("initialize needs params with protocolVersion, capabilities and clientInfo");
+    };
+    if params
+        .get("protocolVersion")
+        .is_some_and(|v| !v.is_string())
+    {
+        return Err("initialize: protocolVersion must be a string");
+    }
+    if params.get("capabilities").is_some_and(|v| !v.is_object()) {
+        return Err("initialize: capabilities must be an object");
+    }
+    if let Some(info) = params.get("clientInfo") {
+        let is_string = |key| info.get(key).is_some_and(Value::is_string);
+        if !(info.is_object() && is_string("name") && is_string("version")) {
+            return Err("initialize: clientInfo must be an object with string name and version");
+        }
+    }
+    Ok(())
 }
 
 fn handle_get(app: &Arc<App>, scope: Scope, who: &Principal, headers: &HeaderMap) -> Response {

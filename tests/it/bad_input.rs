@@ -35,6 +35,21 @@ async fn malformed_invalid_and_oversized_bodies_leave_the_session_usable() {
         assert_eq!(status, 400, "{invalid}: {body}");
         assert_eq!(body["error"]["code"], -32600, "{invalid}: {body}");
     }
+    // JSON-RPC answers with a null id only when the id cannot be read.
+    for (invalid, id) in [
+        (r#"{"jsonrpc":"2.0","id":14,"method":5}"#, json!(14)),
+        (r#"{"jsonrpc":"2.0","id":"m","method":{}}"#, json!("m")),
+        (r#"{"jsonrpc":"2.0","id":15}"#, json!(15)),
+    ] {
+        let (status, _, body) = c.post_raw(invalid).await;
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(status, 400, "{invalid}: {body}");
+        assert_eq!(
+            (&body["error"]["code"], &body["id"]),
+            (&json!(-32600), &id),
+            "{invalid}: {body}"
+        );
+    }
 
     let huge = format!(
         r#"{{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{{"name":"counter-echo","arguments":{{"text":"{}"}}}}}}"#,
@@ -71,11 +86,37 @@ async fn bad_params_get_invalid_params_without_touching_the_upstream() {
     let gw = TestGateway::start().await;
     gw.register("counter", &up.url()).await;
     let mut c = gw.connect("/mcp").await;
-    for params in [json!([1, 2]), json!({"name": 7}), json!({})] {
+    for params in [
+        json!([1, 2]),
+        json!({"name": 7}),
+        json!({}),
+        // MCP: a tool's arguments are an object.
+        json!({"name": "counter-increment", "arguments": [1]}),
+        json!({"name": "counter-increment", "arguments": "by=1"}),
+        json!({"name": "counter-increment", "arguments": null}),
+        json!({"name": "counter-increment", "arguments": 5, "_meta": {"a": 1}}),
+    ] {
         let a = c.request("tools/call", params.clone()).await;
         assert_eq!(a.body["error"]["code"], -32602, "{params}: {}", a.body);
     }
     assert_eq!(up.stats().tool_calls, 0);
+    for params in [json!({"level": "bogus"}), json!({"level": 3}), json!({})] {
+        let a = c.request("logging/setLevel", params.clone()).await;
+        assert_eq!(a.body["error"]["code"], -32602, "{params}: {}", a.body);
+    }
+    // What reaches every upstream session opened for the client is checked
+    // when it arrives.
+    for params in [
+        json!({"protocolVersion": 5}),
+        json!({"protocolVersion": "2025-11-25", "capabilities": "x", "clientInfo": {"name": "t", "version": "1"}}),
+        json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": 5}),
+        json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t"}}),
+    ] {
+        let mut fresh = gw.client("/mcp");
+        let a = fresh.request("initialize", params.clone()).await;
+        assert_eq!(a.body["error"]["code"], -32602, "{params}: {}", a.body);
+        assert!(fresh.session.is_none(), "{params}: no session opened");
+    }
     let init = c
         .request("initialize", json!({"protocolVersion": "2025-11-25"}))
         .await;
