@@ -78,6 +78,16 @@ fn parse_body<T: DeserializeOwned>(app: &App, body: &Bytes) -> Result<T, ApiErro
             reason: format!("JSON nested deeper than {depth} levels"),
         });
     }
+    // serde would read an array into a struct field by field, by position.
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
+    {
+        return Err(ApiError::Invalid {
+            path: String::new(),
+            reason: "the body must be a JSON object".into(),
+        });
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let inner = e.inner().to_string();

@@ -251,11 +251,20 @@ pub fn validate_url(url: &str) -> Result<reqwest::Url, FieldError> {
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err(FieldError::new("url", "must name a host"));
     }
+    // A URL is shown by the API and written to logs; credentials are not.
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(FieldError::new(
+            "url",
+            "must not carry credentials (user:password@); use auth_type \"basic\" with auth_username and auth_password, which are stored encrypted and never shown",
+        ));
+    }
     Ok(parsed)
 }
 
 pub fn validate_tags(tags: Vec<String>) -> Result<Vec<String>, FieldError> {
     let mut out: Vec<String> = Vec::with_capacity(tags.len());
+    // A set, not `out.contains`: a body may carry tens of thousands of tags.
+    let mut seen = std::collections::HashSet::with_capacity(tags.len());
     for t in tags {
         let t = t.trim().to_owned();
         if t.is_empty() || t.len() > 64 {
@@ -264,7 +273,7 @@ pub fn validate_tags(tags: Vec<String>) -> Result<Vec<String>, FieldError> {
                 "each tag must be 1 to 64 characters",
             ));
         }
-        if !out.contains(&t) {
+        if seen.insert(t.clone()) {
             out.push(t);
         }
     }
@@ -424,4 +433,34 @@ pub struct Discovery {
     pub server_info: Value,
     /// Objects as the upstream listed them.
     pub features: Features,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_are_trimmed_and_deduplicated_in_order() {
+        let tags = [" b ", "a", "b", "c", "a"].map(String::from).to_vec();
+        assert_eq!(validate_tags(tags).unwrap(), ["b", "a", "c"]);
+        assert!(validate_tags(vec![" ".into()]).is_err());
+        assert!(validate_tags(vec!["x".repeat(65)]).is_err());
+        // Many tags at once (a set, not a scan of the list per tag).
+        let many: Vec<String> = (0..100_000).map(|i| format!("t{}", i % 50_000)).collect();
+        assert_eq!(validate_tags(many).unwrap().len(), 50_000);
+    }
+
+    #[test]
+    fn urls_with_credentials_are_refused() {
+        for url in [
+            "http://u:p@127.0.0.1/mcp",
+            "http://u@127.0.0.1/mcp",
+            "https://:p@h/mcp",
+        ] {
+            let err = validate_url(url).unwrap_err();
+            assert_eq!(err.field, "url", "{url}");
+            assert!(!err.reason.contains(url), "{url}: {}", err.reason);
+        }
+        assert!(validate_url("http://127.0.0.1:9/mcp").is_ok());
+    }
 }

@@ -121,10 +121,42 @@ async fn registration_errors_409_502_422_store_nothing() {
         assert_eq!(status, 422, "{bad}: {body}");
         assert_eq!(body["detail"][0]["loc"][1], field, "{bad}: {body}");
     }
+    // Credentials in the URL would be shown by the API and logged: refused,
+    // pointing at the encrypted fields, and not echoed back.
+    let with_password = up.url().replacen("http://", "http://user:s3cret-pw@", 1);
+    let (status, body) = send(
+        &gw,
+        reqwest::Method::POST,
+        "/gateways",
+        Some(json!({"name": "x", "url": with_password})),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["detail"][0]["loc"][1], "url", "{body}");
+    assert!(
+        body["detail"][0]["msg"]
+            .as_str()
+            .unwrap()
+            .contains("auth_password"),
+        "{body}"
+    );
+    assert!(!body.to_string().contains("s3cret-pw"), "{body}");
+    // serde would read an array into the body's fields by position.
+    for path in ["/gateways", "/servers"] {
+        let array = json!(["x", up.url()]);
+        let (status, body) = send(&gw, reqwest::Method::POST, path, Some(array)).await;
+        assert_eq!(status, 422, "{path}: {body}");
+        assert_eq!(
+            body["detail"][0]["msg"], "the body must be a JSON object",
+            "{path}: {body}"
+        );
+    }
     let (_, list) = send(&gw, reqwest::Method::GET, "/gateways", None).await;
     assert_eq!(list.as_array().unwrap().len(), 1);
     let (_, tools) = send(&gw, reqwest::Method::GET, "/tools", None).await;
     assert_eq!(tools.as_array().unwrap().len(), 5);
+    let (_, servers) = send(&gw, reqwest::Method::GET, "/servers", None).await;
+    assert_eq!(servers, json!([]), "nothing stored");
 }
 
 #[tokio::test]
