@@ -185,13 +185,13 @@ async fn message(
     headers: &HeaderMap,
     body: Body,
 ) -> Response {
-    let Some(id) = q
-        .session_id
-        .or(q.session_id_camel)
-        .filter(|id| sessions::well_formed(id))
-    else {
-        return HttpError::MissingSession.into_response();
+    let Some(id) = q.session_id.or(q.session_id_camel) else {
+        return HttpError::MissingLegacySession.into_response();
     };
+    // A malformed id is answered like any id never issued.
+    if !sessions::well_formed(&id) {
+        return HttpError::UnknownSession.into_response();
+    }
     let Some(stream) = app
         .legacy
         .map

@@ -154,6 +154,10 @@ pub(crate) enum HttpError {
     BadVersion { got: String },
     #[error("Mcp-Session-Id header is required (send initialize first)")]
     MissingSession,
+    #[error("the session_id query parameter is required (open GET /sse first and POST to the endpoint it names)")]
+    MissingLegacySession,
+    #[error("/rpc takes one JSON-RPC request per POST; batches are not accepted here")]
+    SessionlessBatch,
     /// Unknown, ended, malformed, issued on another endpoint or to another
     /// principal: all look alike.
     #[error("session not found")]
@@ -172,8 +176,10 @@ impl HttpError {
             HttpError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             HttpError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             HttpError::Batch
+            | HttpError::SessionlessBatch
             | HttpError::BadVersion { .. }
             | HttpError::MissingSession
+            | HttpError::MissingLegacySession
             | HttpError::TooDeep { .. } => StatusCode::BAD_REQUEST,
             HttpError::TooBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
             HttpError::UnknownSession | HttpError::UnknownServer => StatusCode::NOT_FOUND,
@@ -190,8 +196,10 @@ impl HttpError {
             | HttpError::TooDeep { .. }
             | HttpError::TooLarge { .. }
             | HttpError::Batch
+            | HttpError::SessionlessBatch
             | HttpError::BadVersion { .. }
             | HttpError::MissingSession
+            | HttpError::MissingLegacySession
             | HttpError::UnknownServer
             | HttpError::NotAcceptable
             | HttpError::StreamTaken => code::INVALID_REQUEST,

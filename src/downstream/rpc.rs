@@ -36,7 +36,7 @@ pub async fn post(
     let req = match jsonrpc::parse(&bytes) {
         Ok(Parsed::Single(Message::Request(req))) => req,
         Ok(Parsed::Single(_)) => return StatusCode::ACCEPTED.into_response(),
-        Ok(Parsed::Batch(_)) => return HttpError::Batch.into_response(),
+        Ok(Parsed::Batch(_)) => return HttpError::SessionlessBatch.into_response(),
         Err(e) => {
             let body = jsonrpc::error_body(e.id(), e.code(), &e.to_string(), None);
             return json(StatusCode::BAD_REQUEST, body);

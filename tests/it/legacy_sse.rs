@@ -168,4 +168,22 @@ async fn legacy_sse_clients_get_isolated_sessions_that_end_with_their_stream() {
         .await
         .unwrap();
     assert_eq!(bare.status(), 400);
+    let body: Value = bare.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("session_id"),
+        "names the query parameter, not /mcp's header: {body}"
+    );
+    for made_up in ["zzz", "0123456789abcdef0123456789abcdef"] {
+        let resp = gw
+            .http
+            .post(gw.url(&format!("/message?session_id={made_up}")))
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404, "{made_up}");
+    }
 }

@@ -305,6 +305,19 @@ async fn sessionless_calls_use_a_session_of_their_own_and_never_the_registry() {
         .await
         .unwrap();
     assert_eq!(listed["result"]["tools"].as_array().unwrap().len(), 5);
+    let batch = gw
+        .http
+        .post(gw.url("/rpc"))
+        .json(&json!([{"jsonrpc": "2.0", "id": 3, "method": "tools/list"}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(batch.status(), 400);
+    let batch: Value = batch.json().await.unwrap();
+    assert!(
+        batch["error"]["message"].as_str().unwrap().contains("/rpc"),
+        "no word of sessions on a sessionless endpoint: {batch}"
+    );
     assert_eq!(up.stats().initializes - inits, 3);
     assert_eq!(
         up.stats().deletes - deletes,
