@@ -2,7 +2,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
+use axum::http::StatusCode;
+use axum::{Json, Router};
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -166,6 +167,16 @@ impl App {
             .merge(crate::downstream::routes(self))
             .merge(crate::admin::routes(self))
             .merge(crate::auth::metadata::routes())
+            // ContextForge (FastAPI) answers these with a JSON `detail`, and
+            // its users' scripts read it; axum's own are empty.
+            .method_not_allowed_fallback(|| async {
+                detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+            })
+            .fallback(|| async { detail(StatusCode::NOT_FOUND, "Not Found") })
             .with_state(Arc::clone(self))
     }
+}
+
+fn detail(status: StatusCode, detail: &'static str) -> (StatusCode, Json<serde_json::Value>) {
+    (status, Json(serde_json::json!({ "detail": detail })))
 }

@@ -392,3 +392,19 @@ async fn prompts_and_resources_are_listed_like_tools_and_can_join_virtual_server
         json!([])
     );
 }
+
+/// Unknown routes and methods answer like ContextForge's: JSON with `detail`.
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_with_a_detail() {
+    let gw = TestGateway::start().await;
+    let missing = gw.http.get(gw.url("/no/such/route")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    let body: Value = missing.json().await.unwrap();
+    assert_eq!(body, json!({"detail": "Not Found"}));
+    let wrong = gw.http.patch(gw.url("/gateways")).send().await.unwrap();
+    assert_eq!(wrong.status(), 405);
+    let allow = wrong.headers()["allow"].to_str().unwrap().to_owned();
+    assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
+    let body: Value = wrong.json().await.unwrap();
+    assert_eq!(body, json!({"detail": "Method Not Allowed"}));
+}
