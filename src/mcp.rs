@@ -16,6 +16,21 @@ pub const UPSTREAM_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-2
 /// Revisions a legacy HTTP+SSE client may negotiate on `/sse`.
 pub const LEGACY_SSE_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 
+/// The syslog severities `logging/setLevel` takes (spec 2025-11-25,
+/// server/utilities/logging). The fixtures crate keeps its own copy: it
+/// plays an upstream written by somebody else, so it shares no code with
+/// the gateway it tests.
+pub const LOG_LEVELS: [&str; 8] = [
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
 /// Spec, lifecycle: answer with the requested version if supported, else our latest.
 pub fn negotiate(requested: Option<&str>) -> &'static str {
     negotiate_among(&DOWNSTREAM_VERSIONS, requested)

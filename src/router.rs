@@ -27,6 +27,7 @@ use crate::downstream::session::{
 };
 use crate::interim::{self, Wake};
 use crate::jsonrpc::{self, code, Message, Request};
+use crate::mcp;
 use crate::passthrough;
 use crate::registry::RegistryError;
 use crate::trace::TraceContext;
@@ -349,9 +350,9 @@ async fn dispatch(
         "logging/setLevel" => {
             let params = params_object(req)?;
             let level = string_param(&params, "level")?;
-            if !LOG_LEVELS.contains(&level.as_str()) {
+            if !mcp::LOG_LEVELS.contains(&level.as_str()) {
                 return Err(RouteError::InvalidParams {
-                    reason: format!("\"level\" must be one of {}", LOG_LEVELS.join(", ")),
+                    reason: format!("\"level\" must be one of {}", mcp::LOG_LEVELS.join(", ")),
                 });
             }
             // Remembered, and told to the upstream sessions this client has
@@ -371,19 +372,6 @@ async fn dispatch(
         }),
     }
 }
-
-/// The syslog severities MCP's `logging/setLevel` takes (spec 2025-11-25,
-/// server/utilities/logging).
-const LOG_LEVELS: [&str; 8] = [
-    "debug",
-    "info",
-    "notice",
-    "warning",
-    "error",
-    "critical",
-    "alert",
-    "emergency",
-];
 
 fn params_object(req: &Request) -> Result<Map<String, Value>, RouteError> {
     match req.params.as_deref() {
