@@ -21,6 +21,8 @@ pub enum ApiError {
     Invalid { path: String, reason: String },
     #[error("{reason}")]
     BadRequest { reason: String },
+    #[error("request body exceeds the {limit}-byte limit")]
+    TooLarge { limit: usize },
     #[error("cannot reach the upstream MCP server: {source}")]
     Unreachable {
         #[source]
@@ -80,6 +82,10 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest { reason } => {
                 (StatusCode::BAD_REQUEST, json!({ "detail": reason }))
             }
+            ApiError::TooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({ "detail": self.to_string() }),
+            ),
             ApiError::Invalid { path, reason } => {
                 let loc: Vec<&str> = std::iter::once("body")
                     .chain(path.split('.').filter(|p| !p.is_empty()))

@@ -10,8 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -19,7 +18,7 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{parse_body, ApiError};
+use super::{parse_body, ApiError, Body, Id};
 use crate::app::App;
 use crate::catalog::credentials::{present, CredentialFields, UpstreamAuth};
 use crate::catalog::{self, Connection, Gateway, GatewaySpec, Transport};
@@ -189,10 +188,7 @@ async fn list(State(app): State<Arc<App>>) -> Json<Value> {
     ))
 }
 
-async fn read(
-    State(app): State<Arc<App>>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+async fn read(State(app): State<Arc<App>>, Id(id): Id) -> Result<Json<Value>, ApiError> {
     let snap = app.catalog.snapshot();
     let g = snap.gateway(&id).ok_or_else(|| ApiError::NotFound {
         what: format!("gateway {id}"),
@@ -202,7 +198,7 @@ async fn read(
 
 async fn create(
     State(app): State<Arc<App>>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let req: CreateBody = parse_body(&app, &body)?;
     let transport = parse_transport(req.transport.as_deref())?;
@@ -245,8 +241,8 @@ async fn create(
 
 async fn update(
     State(app): State<Arc<App>>,
-    Path(id): Path<String>,
-    body: Bytes,
+    Id(id): Id,
+    Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     let req: UpdateBody = parse_body(&app, &body)?;
     let current = app
@@ -346,10 +342,7 @@ async fn update(
     Ok(Json(gateway_json(&app, &after)))
 }
 
-async fn remove(
-    State(app): State<Arc<App>>,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+async fn remove(State(app): State<Arc<App>>, Id(id): Id) -> Result<StatusCode, ApiError> {
     let gone = app.catalog.delete_gateway(&id).await?;
     let closed = app
         .registry
@@ -359,10 +352,7 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn refresh(
-    State(app): State<Arc<App>>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+async fn refresh(State(app): State<Arc<App>>, Id(id): Id) -> Result<Json<Value>, ApiError> {
     let current = app
         .catalog
         .snapshot()

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::ApiError;
+use super::{ApiError, Id};
 use crate::app::App;
 use crate::catalog::{naming, Item, ItemKind, URI_SCHEME};
 
@@ -87,10 +87,7 @@ async fn list_prompts(State(app): State<Arc<App>>) -> Json<Value> {
     listed(&app, &[ItemKind::Prompt])
 }
 
-async fn read_prompt(
-    State(app): State<Arc<App>>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+async fn read_prompt(State(app): State<Arc<App>>, Id(id): Id) -> Result<Json<Value>, ApiError> {
     one(&app, &id, &[ItemKind::Prompt], "prompt")
 }
 
@@ -99,10 +96,7 @@ async fn list_resources(State(app): State<Arc<App>>) -> Json<Value> {
     listed(&app, &[ItemKind::Resource, ItemKind::Template])
 }
 
-async fn read_resource(
-    State(app): State<Arc<App>>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+async fn read_resource(State(app): State<Arc<App>>, Id(id): Id) -> Result<Json<Value>, ApiError> {
     one(
         &app,
         &id,

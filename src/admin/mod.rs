@@ -16,6 +16,7 @@ mod tools;
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
@@ -67,6 +68,48 @@ async fn version(axum::extract::State(app): axum::extract::State<Arc<App>>) -> J
         "protocolVersions": crate::mcp::DOWNSTREAM_VERSIONS,
         "downstreamSessions": app.sessions.len(),
     }))
+}
+
+/// A path's `{id}`, refused like every other API error (axum's own
+/// rejection is plain text).
+pub(super) struct Id(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        match axum::extract::Path::<String>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(id)) => Ok(Id(id)),
+            Err(e) => Err(ApiError::BadRequest {
+                reason: e.body_text(),
+            }),
+        }
+    }
+}
+
+/// A request's body, up to the API's limit; too large is a 413 with a
+/// `detail` like every other API error.
+pub(super) struct Body(pub Bytes);
+
+impl FromRequest<Arc<App>> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, app: &Arc<App>) -> Result<Self, ApiError> {
+        match Bytes::from_request(req, app).await {
+            Ok(bytes) => Ok(Body(bytes)),
+            Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::TooLarge {
+                    limit: app.settings.limits.max_body_bytes,
+                })
+            }
+            Err(e) => Err(ApiError::BadRequest {
+                reason: e.body_text(),
+            }),
+        }
+    }
 }
 
 /// Parses a JSON body, naming the offending field on failure (422); nesting

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{parse_body, ApiError};
+use super::{parse_body, ApiError, Body, Id};
 use crate::app::App;
 use crate::catalog::{self, ServerSpec, VirtualServer};
 use crate::downstream;
@@ -123,10 +123,7 @@ async fn list(State(app): State<Arc<App>>) -> Json<Value> {
     ))
 }
 
-async fn read(
-    State(app): State<Arc<App>>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+async fn read(State(app): State<Arc<App>>, Id(id): Id) -> Result<Json<Value>, ApiError> {
     let snap = app.catalog.snapshot();
     let s = snap.server(&id).ok_or_else(|| ApiError::NotFound {
         what: format!("server {id}"),
@@ -136,7 +133,7 @@ async fn read(
 
 async fn create(
     State(app): State<Arc<App>>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let req: ServerBody = parse_body(&app, &unwrap_envelope(&app, &body)?)?;
     let name = req.name.ok_or_else(|| ApiError::Invalid {
@@ -173,8 +170,8 @@ async fn create(
 
 async fn update(
     State(app): State<Arc<App>>,
-    Path(id): Path<String>,
-    body: Bytes,
+    Id(id): Id,
+    Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     let req: ServerBody = parse_body(&app, &unwrap_envelope(&app, &body)?)?;
     let name = req.name.map(catalog::validate_name).transpose()?;
@@ -221,10 +218,7 @@ async fn update(
     Ok(Json(server_json(&app.catalog.snapshot(), &server)))
 }
 
-async fn remove(
-    State(app): State<Arc<App>>,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+async fn remove(State(app): State<Arc<App>>, Id(id): Id) -> Result<StatusCode, ApiError> {
     app.catalog.delete_server(&id).await?;
     // Sessions opened on this server's endpoint have nothing left to serve.
     let scope = catalog::Scope::Server(id);

@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::ApiError;
+use super::{ApiError, Id};
 use crate::app::App;
 use crate::catalog::Scope;
 use crate::downstream;
@@ -48,7 +48,7 @@ async fn list(State(app): State<Arc<App>>) -> Json<Value> {
     }))
 }
 
-async fn end(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+async fn end(State(app): State<Arc<App>>, Id(id): Id) -> Result<StatusCode, ApiError> {
     if downstream::end_session(&app, &id, EvictReason::SessionEnded).await {
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -6,15 +6,14 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{parse_body, ApiError};
+use super::{parse_body, ApiError, Body, Id};
 use crate::app::App;
 use crate::auth::{tokens, Principal, TokenInfo};
 use crate::downstream;
@@ -46,7 +45,7 @@ enum Expiry {
 async fn create(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Principal>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let req: CreateBody = parse_body(&app, &body)?;
     let lifetime = match req.expires {
@@ -80,7 +79,7 @@ async fn list(State(app): State<Arc<App>>) -> Result<Json<Value>, ApiError> {
 async fn revoke(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Principal>,
-    Path(id): Path<String>,
+    Id(id): Id,
 ) -> Result<StatusCode, ApiError> {
     if !app.auth.tokens.revoke(&id).await? {
         return Err(ApiError::NotFound {

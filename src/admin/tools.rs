@@ -2,14 +2,13 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::{parse_body, ApiError};
+use super::{parse_body, ApiError, Body, Id};
 use crate::app::App;
 use crate::catalog::Tool;
 use crate::router::{self, RequestContext};
@@ -27,9 +26,9 @@ pub fn routes() -> Router<Arc<App>> {
 /// the upstream's `CallToolResult` as is; an upstream JSON-RPC error is 502.
 async fn invoke(
     State(app): State<Arc<App>>,
-    Path(id): Path<String>,
+    Id(id): Id,
     headers: HeaderMap,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     let tool = app
         .catalog
@@ -118,10 +117,7 @@ async fn list(State(app): State<Arc<App>>) -> Json<Value> {
     ))
 }
 
-async fn read(
-    State(app): State<Arc<App>>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+async fn read(State(app): State<Arc<App>>, Id(id): Id) -> Result<Json<Value>, ApiError> {
     let snap = app.catalog.snapshot();
     let t = snap.tool_by_id(&id).ok_or_else(|| ApiError::NotFound {
         what: format!("tool {id}"),

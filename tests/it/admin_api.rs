@@ -407,4 +407,24 @@ async fn unknown_routes_and_methods_answer_with_a_detail() {
     assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
     let body: Value = wrong.json().await.unwrap();
     assert_eq!(body, json!({"detail": "Method Not Allowed"}));
+    // What axum's extractors refuse answers the same way.
+    let bad_id = gw.http.get(gw.url("/gateways/%ff")).send().await.unwrap();
+    assert_eq!(bad_id.status(), 400);
+    let body: Value = bad_id.json().await.unwrap();
+    assert!(body["detail"].is_string(), "{body}");
+    let huge = format!(
+        r#"{{"name":"x","url":"http://127.0.0.1:9/mcp","description":"{}"}}"#,
+        "x".repeat(5 << 20)
+    );
+    let too_large = gw
+        .http
+        .post(gw.url("/gateways"))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_large.status(), 413);
+    let body: Value = too_large.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("limit"), "{body}");
 }
