@@ -108,6 +108,7 @@ impl App {
             settings.timeouts.upstream_request,
             settings.timeouts.upstream_connect,
             settings.timeouts.shutdown,
+            settings.io_threads,
         );
         let metrics = Arc::new(Metrics::new());
         let (refreshes, refreshes_rx) = mpsc::unbounded_channel();

@@ -26,6 +26,7 @@ pub use error::ApiError;
 
 use crate::app::App;
 use crate::auth::{protect, Access, Flavor};
+use crate::body::BodyError;
 
 /// Every route with its access (see README, "Security"): reads for any
 /// principal, writes and the admin window for admins; `/tools` (including
@@ -98,15 +99,13 @@ impl FromRequest<Arc<App>> for Body {
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, app: &Arc<App>) -> Result<Self, ApiError> {
-        match Bytes::from_request(req, app).await {
+        let limit = app.settings.limits.max_body_bytes;
+        let (parts, body) = req.into_parts();
+        match crate::body::read_limited(&parts.headers, body, limit).await {
             Ok(bytes) => Ok(Body(bytes)),
-            Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(ApiError::TooLarge {
-                    limit: app.settings.limits.max_body_bytes,
-                })
-            }
-            Err(e) => Err(ApiError::BadRequest {
-                reason: e.body_text(),
+            Err(BodyError::TooLarge) => Err(ApiError::TooLarge { limit }),
+            Err(BodyError::Unreadable(reason)) => Err(ApiError::BadRequest {
+                reason: format!("cannot read the request body: {reason}"),
             }),
         }
     }

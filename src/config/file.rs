@@ -13,6 +13,7 @@ use super::{AuthMode, LogFormat};
 pub struct FileConfig {
     pub host: Option<IpAddr>,
     pub port: Option<u16>,
+    pub io_threads: Option<usize>,
     pub database_url: Option<String>,
     pub log_format: Option<LogFormat>,
     pub max_body_bytes: Option<usize>,

@@ -20,6 +20,9 @@ use crate::catalog::{Connection, GatewaySpec, Transport};
 pub struct Settings {
     pub host: IpAddr,
     pub port: u16,
+    /// Threads serving client connections, each with its own event loop
+    /// (see `server.rs`).
+    pub io_threads: usize,
     pub database_url: String,
     pub log_format: LogFormat,
     pub config_file: Option<PathBuf>,
@@ -160,6 +163,10 @@ pub struct ServeArgs {
     /// Port to listen on (0 picks a free one; the chosen address is logged).
     #[arg(long, env = "SWITCHYARD_PORT")]
     pub port: Option<u16>,
+    /// Threads that serve client connections, each running its own event loop; a connection
+    /// stays on one [default: the number of CPUs].
+    #[arg(long, env = "SWITCHYARD_IO_THREADS")]
+    pub io_threads: Option<usize>,
     /// Catalog database. `sqlite://PATH` (created if missing) [default: sqlite://switchyard.db].
     #[arg(long, env = "SWITCHYARD_DATABASE_URL")]
     pub database_url: Option<String>,
@@ -468,9 +475,20 @@ impl Settings {
             }
             gateways.push(spec);
         }
+        let io_threads = match args.io_threads.or(file.io_threads) {
+            Some(n) if !(1..=MAX_IO_THREADS).contains(&n) => {
+                return Err(ConfigError::Invalid {
+                    field: "io_threads".into(),
+                    reason: format!("must be between 1 and {MAX_IO_THREADS}"),
+                })
+            }
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_IO_THREADS)),
+        };
         Ok(Settings {
             host,
             port: args.port.or(file.port).unwrap_or(4444),
+            io_threads,
             database_url,
             log_format: args
                 .log_format
@@ -515,6 +533,10 @@ impl Settings {
             .unwrap_or_else(|e| panic!("default settings invalid: {e}"))
     }
 }
+
+/// More threads than this would only be a typo: each holds a runtime and
+/// its own keep-alive connections to every upstream.
+const MAX_IO_THREADS: usize = 256;
 
 /// serde_json refuses nesting beyond 128 levels on its own; a larger limit
 /// would only turn our clear answer into a parse error.
@@ -669,6 +691,33 @@ mod tests {
             s.gateways[0].connection.transport,
             Transport::StreamableHttp
         );
+    }
+
+    #[test]
+    fn io_threads_default_to_the_cpus_and_refuse_zero_and_absurd_counts() {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let s = Settings::merge(&ServeArgs::default(), FileConfig::default()).unwrap();
+        assert_eq!(s.io_threads, cpus.min(MAX_IO_THREADS));
+        let file: FileConfig = toml::from_str("io_threads = 3").unwrap();
+        assert_eq!(
+            Settings::merge(&ServeArgs::default(), file)
+                .unwrap()
+                .io_threads,
+            3
+        );
+        for bad in [0, MAX_IO_THREADS + 1] {
+            let args = ServeArgs {
+                io_threads: Some(bad),
+                ..Default::default()
+            };
+            let err = Settings::merge(&args, FileConfig::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("io_threads: must be between 1 and"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

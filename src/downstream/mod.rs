@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
-use axum::http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -29,6 +29,7 @@ use serde_json::{json, Value};
 
 use crate::app::App;
 use crate::auth::{Access, Flavor, Principal};
+use crate::body::BodyError;
 use crate::catalog::Scope;
 use crate::interim;
 use crate::jsonrpc::{self, code, Message, Parsed};
@@ -146,6 +147,8 @@ pub(crate) enum HttpError {
     TooLarge { limit: usize },
     #[error("JSON nested deeper than {limit} levels")]
     TooDeep { limit: usize },
+    #[error("cannot read the request body: {reason}")]
+    Unreadable { reason: String },
     #[error("too many requests in flight for this {whose} (limit {limit}); retry later")]
     TooBusy { whose: &'static str, limit: usize },
     #[error("JSON-RPC batches are only accepted on 2025-03-26 sessions (later revisions removed them); send one message per POST")]
@@ -180,7 +183,8 @@ impl HttpError {
             | HttpError::BadVersion { .. }
             | HttpError::MissingSession
             | HttpError::MissingLegacySession
-            | HttpError::TooDeep { .. } => StatusCode::BAD_REQUEST,
+            | HttpError::TooDeep { .. }
+            | HttpError::Unreadable { .. } => StatusCode::BAD_REQUEST,
             HttpError::TooBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
             HttpError::UnknownSession | HttpError::UnknownServer => StatusCode::NOT_FOUND,
             HttpError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
@@ -194,6 +198,7 @@ impl HttpError {
             HttpError::TooBusy { .. } => code::TOO_BUSY,
             HttpError::UnsupportedMediaType { .. }
             | HttpError::TooDeep { .. }
+            | HttpError::Unreadable { .. }
             | HttpError::TooLarge { .. }
             | HttpError::Batch
             | HttpError::SessionlessBatch
@@ -279,17 +284,12 @@ pub(crate) async fn read_body(
     body: Body,
 ) -> Result<Bytes, HttpError> {
     let limit = app.settings.limits.max_body_bytes;
-    let too_large = || HttpError::TooLarge { limit };
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    let bytes = axum::body::to_bytes(body, limit)
+    let bytes = crate::body::read_limited(headers, body, limit)
         .await
-        .map_err(|_| too_large())?;
+        .map_err(|e| match e {
+            BodyError::TooLarge => HttpError::TooLarge { limit },
+            BodyError::Unreadable(reason) => HttpError::Unreadable { reason },
+        })?;
     let depth = app.settings.limits.max_json_depth;
     if jsonrpc::nested_deeper_than(&bytes, depth) {
         return Err(HttpError::TooDeep { limit: depth });

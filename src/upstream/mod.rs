@@ -100,11 +100,12 @@ impl Connector {
         request_timeout: Duration,
         connect_timeout: Duration,
         close_timeout: Duration,
+        io_threads: usize,
     ) -> Connector {
         Connector {
             links: Arc::new(link::Links::new(client.clone(), egress, connect_timeout)),
             client,
-            plain: plain::Pool::new(egress),
+            plain: plain::Pool::new(egress, io_threads),
             request_timeout,
             connect_timeout,
             close_timeout,

@@ -37,19 +37,23 @@ use super::http::{
     TCP_KEEPALIVE_RETRIES,
 };
 
-/// Keep-alive connections to plain-HTTP upstreams, shared by all sessions.
+/// Keep-alive connections to plain-HTTP upstreams, shared by all sessions:
+/// one pool per I/O thread (`server.rs`), and one for every other thread.
+/// A pooled connection is driven by a task on the thread that opened it, so
+/// a request on another thread would hand its bytes across threads twice;
+/// with a pool per thread, a request and its upstream connection share one.
 /// Behind an `Arc`: hyper-util's client is several hundred bytes, and every
 /// upstream session holds a copy of its connector (measured: 2 KB more per
 /// held session with the client inline).
 #[derive(Clone)]
 pub struct Pool {
-    client: Arc<Client<HttpConnector<GuardedDns>, Full<Bytes>>>,
+    lanes: Arc<[Client<HttpConnector<GuardedDns>, Full<Bytes>>]>,
 }
 
 impl Pool {
     /// `None` when a proxy variable is set: reqwest honours those, this pool
-    /// would bypass them.
-    pub fn new(policy: egress::Policy) -> Option<Pool> {
+    /// would bypass them. `io_threads` pools, plus one for other threads.
+    pub fn new(policy: egress::Policy, io_threads: usize) -> Option<Pool> {
         if proxy_configured() {
             return None;
         }
@@ -61,14 +65,16 @@ impl Pool {
         connector.set_keepalive_retries(Some(TCP_KEEPALIVE_RETRIES));
         #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
         connector.set_tcp_user_timeout(Some(TCP_USER_TIMEOUT));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
-            .build(connector);
-        Some(Pool {
-            client: Arc::new(client),
-        })
+        let lanes = (0..=io_threads)
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .pool_timer(TokioTimer::new())
+                    .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                    .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
+                    .build(connector.clone())
+            })
+            .collect();
+        Some(Pool { lanes })
     }
 
     /// One POST; the caller bounds it in time.
@@ -82,7 +88,14 @@ impl Pool {
         *req.method_mut() = Method::POST;
         *req.uri_mut() = uri;
         *req.headers_mut() = headers;
-        self.client.request(req).await
+        self.lane().request(req).await
+    }
+
+    /// This thread's pool.
+    fn lane(&self) -> &Client<HttpConnector<GuardedDns>, Full<Bytes>> {
+        let last = self.lanes.len() - 1;
+        let index = crate::server::io_thread().map_or(last, |i| i.min(last));
+        &self.lanes[index]
     }
 }
 

@@ -2,6 +2,7 @@
 //! gateway), reused inside the session, never shared across sessions.
 
 use serde_json::json;
+use switchyard::config::Settings;
 
 use crate::support::{counter, McpClient, TestGateway};
 
@@ -209,4 +210,37 @@ async fn fifty_sessions_with_twenty_interleaved_increments_each_stay_separate() 
         );
     }
     assert_eq!(up.stats().initializes - before, 50);
+}
+
+/// Client connections are spread over the gateway's I/O threads
+/// (`server.rs`), and a client may send one session's requests over any of
+/// its connections: wherever a call lands, the session has one upstream
+/// session, and sees its own counter.
+#[tokio::test]
+async fn one_session_over_connections_served_by_different_io_threads_keeps_one_upstream_session() {
+    let up = counter("counter").await;
+    let mut settings = Settings::for_tests();
+    settings.io_threads = 3;
+    let gw = TestGateway::start_with(settings).await;
+    gw.register("counter", &up.url()).await;
+    let first = McpClient::connect_as(gw.url("/mcp"), &gw.token).await;
+    let before = up.stats().initializes;
+    // Each client has its own connection; three new connections in a row
+    // land on the three threads, one each.
+    let mut clients: Vec<McpClient> = (0..3)
+        .map(|_| {
+            let mut c = McpClient::with_token(gw.url("/mcp"), &gw.token);
+            c.session = first.session.clone();
+            c
+        })
+        .collect();
+    for _ in 0..4 {
+        for c in &mut clients {
+            c.counter("counter-increment", json!({"by": 1})).await;
+        }
+    }
+    assert_eq!(clients[1].counter("counter-get", json!({})).await, 12);
+    assert_eq!(up.stats().initializes - before, 1);
+    let mut other = McpClient::connect_as(gw.url("/mcp"), &gw.token).await;
+    assert_eq!(other.counter("counter-get", json!({})).await, 0);
 }
