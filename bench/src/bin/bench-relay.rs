@@ -7,7 +7,10 @@
 //! Upstream requests go out on hyper-util's pooled client, as the gateway's
 //! per-call POSTs to `http://` upstreams do (its `upstream/plain.rs`), so
 //! both pay the same client costs; `--client reqwest` is the relay as it was
-//! before the gateway moved off reqwest, for comparison.
+//! before the gateway moved off reqwest, for comparison. Connections are
+//! served as the gateway serves them (its `server.rs`): handed to one of
+//! `--io-threads` threads, each with its own runtime and upstream pool;
+//! `--work-stealing` is the shape both had before, for comparison.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,7 +26,9 @@ use axum::Router;
 use clap::{Parser, ValueEnum};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
 use serde_json::Value;
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -47,10 +52,18 @@ struct Args {
     /// Prefix removed from params.name of tools/call (e.g. "bench-").
     #[arg(long, default_value = "")]
     strip_prefix: String,
-    /// Tokio worker threads; 0 runs everything on one current-thread runtime
-    /// [default: one per CPU].
+    /// Threads serving connections, each with its own current-thread runtime
+    /// and upstream pool, as the gateway's I/O threads [default: one per CPU].
+    #[arg(long)]
+    io_threads: Option<usize>,
+    /// Instead: tokio's work-stealing runtime with this many workers (the
+    /// gateway's shape before its I/O threads); 0 runs everything on one
+    /// current-thread runtime.
     #[arg(long)]
     threads: Option<usize>,
+    /// Tokio's work-stealing runtime with one worker per CPU (as --threads).
+    #[arg(long, conflicts_with_all = ["threads", "io_threads"])]
+    work_stealing: bool,
     /// HTTP client for upstream requests.
     #[arg(long, value_enum, default_value_t = ClientKind::Hyper)]
     client: ClientKind,
@@ -163,33 +176,55 @@ async fn relay(r: &Relay, method: Method, headers: HeaderMap, body: Bytes) -> Re
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let mut rt = match args.threads {
-        Some(0) => tokio::runtime::Builder::new_current_thread(),
-        Some(n) => {
+    let shape = match args.threads {
+        Some(0) => Shape::CurrentThread,
+        Some(n) => Shape::WorkStealing(n),
+        None if args.work_stealing => Shape::WorkStealing(cpus()),
+        None => Shape::PerCore(args.io_threads.unwrap_or_else(cpus)),
+    };
+    let mut rt = match shape {
+        Shape::WorkStealing(n) => {
             let mut b = tokio::runtime::Builder::new_multi_thread();
             b.worker_threads(n);
             b
         }
-        None => tokio::runtime::Builder::new_multi_thread(),
+        Shape::CurrentThread | Shape::PerCore(_) => tokio::runtime::Builder::new_current_thread(),
     };
     match rt.enable_all().build() {
-        Ok(rt) => rt.block_on(run(args)),
+        Ok(rt) => rt.block_on(run(args, shape)),
         Err(e) => fail(&format!("cannot start the runtime: {e}")),
     }
 }
 
-async fn run(args: Args) -> std::process::ExitCode {
+/// How the relay's work is spread over threads.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// As the gateway (its `server.rs`): one thread accepts, N threads with
+    /// a current-thread runtime and an upstream pool each serve the
+    /// connections handed to them.
+    PerCore(usize),
+    /// Tokio's multi-thread runtime with N workers, one pool for all.
+    WorkStealing(usize),
+    /// Everything on one thread.
+    CurrentThread,
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn build_relay(args: &Args) -> Result<Arc<Relay>, String> {
     let client = match args.client {
         ClientKind::Hyper => {
             let mut connector = HttpConnector::new();
             connector.set_nodelay(true);
-            Ok(Client::Hyper(
+            Client::Hyper(
                 hyper_util::client::legacy::Client::builder(TokioExecutor::new())
                     .pool_timer(TokioTimer::new())
                     .pool_idle_timeout(Duration::from_secs(90))
                     .pool_max_idle_per_host(1024)
                     .build(connector),
-            ))
+            )
         }
         ClientKind::Reqwest => reqwest::Client::builder()
             .no_proxy()
@@ -197,31 +232,37 @@ async fn run(args: Args) -> std::process::ExitCode {
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
             .build()
-            .map(Client::Reqwest),
+            .map(Client::Reqwest)
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
     };
-    let upstream_uri = match args.upstream.as_str().parse::<Uri>() {
-        Ok(u) => u,
-        Err(e) => return fail(&format!("--upstream is not a URI: {e}")),
-    };
-    let (client, listener) = match (client, tokio::net::TcpListener::bind(args.listen).await) {
-        (Ok(c), Ok(l)) => (c, l),
-        (Err(e), _) => return fail(&format!("cannot build the HTTP client: {e}")),
-        (_, Err(e)) => return fail(&format!("cannot listen on {}: {e}", args.listen)),
+    let upstream_uri = args
+        .upstream
+        .as_str()
+        .parse::<Uri>()
+        .map_err(|e| format!("--upstream is not a URI: {e}"))?;
+    Ok(Arc::new(Relay {
+        client,
+        upstream: args.upstream.clone(),
+        upstream_uri,
+        prefix: args.strip_prefix.clone(),
+    }))
+}
+
+fn router(relay: Arc<Relay>) -> Router {
+    Router::new()
+        .route("/mcp", post(post_mcp).delete(delete_mcp))
+        .with_state(relay)
+}
+
+async fn run(args: Args, shape: Shape) -> std::process::ExitCode {
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => return fail(&format!("cannot listen on {}: {e}", args.listen)),
     };
     let addr = match listener.local_addr() {
         Ok(a) => a,
         Err(e) => return fail(&format!("no local address: {e}")),
     };
-    let relay = Arc::new(Relay {
-        client,
-        upstream: args.upstream,
-        upstream_uri,
-        prefix: args.strip_prefix,
-    });
-    let app = Router::new()
-        .route("/mcp", post(post_mcp).delete(delete_mcp))
-        .with_state(relay);
-    println!("http://{addr}/mcp");
     let stop = async {
         let term = async {
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -236,12 +277,68 @@ async fn run(args: Args) -> std::process::ExitCode {
             _ = term => {}
         }
     };
-    match axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
-        .await
-    {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => fail(&format!("server failed: {e}")),
+    let Shape::PerCore(threads) = shape else {
+        let relay = match build_relay(&args) {
+            Ok(r) => r,
+            Err(e) => return fail(&e),
+        };
+        println!("http://{addr}/mcp");
+        return match axum::serve(listener, router(relay))
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => fail(&format!("server failed: {e}")),
+        };
+    };
+    let args = Arc::new(args);
+    let mut inboxes = Vec::new();
+    for _ in 0..threads.max(1) {
+        let (inbox, mut arrivals) = tokio::sync::mpsc::unbounded_channel::<std::net::TcpStream>();
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => return fail(&format!("cannot start a runtime: {e}")),
+        };
+        // Built on its own thread, so its pooled connections are driven there.
+        let args = Arc::clone(&args);
+        std::thread::spawn(move || {
+            rt.block_on(async move {
+                let app = match build_relay(&args) {
+                    Ok(relay) => router(relay),
+                    Err(e) => return eprintln!("bench-relay: {e}"),
+                };
+                while let Some(tcp) = arrivals.recv().await {
+                    let Ok(tcp) = tokio::net::TcpStream::from_std(tcp) else {
+                        continue;
+                    };
+                    let service = TowerToHyperService::new(app.clone());
+                    tokio::spawn(async move {
+                        let _ = auto::Builder::new(TokioExecutor::new())
+                            .serve_connection(TokioIo::new(tcp), service)
+                            .await;
+                    });
+                }
+            })
+        });
+        inboxes.push(inbox);
+    }
+    println!("http://{addr}/mcp");
+    let mut stop = std::pin::pin!(stop);
+    let mut next = 0usize;
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut stop => return std::process::ExitCode::SUCCESS,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((tcp, _)) = accepted else { continue };
+        let _ = tcp.set_nodelay(true);
+        if let Ok(tcp) = tcp.into_std() {
+            let _ = inboxes[next % inboxes.len()].send(tcp);
+        }
+        next = next.wrapping_add(1);
     }
 }
 
