@@ -9,6 +9,7 @@
 #   target/peers/.lock                lock file (flock)
 #   target/peers/py/                  Python venv with the MCP Python SDK and schemathesis
 #   target/peers/py/.switchyard-stamp pins the venv was built from
+#   target/peers/py-fastmcp/          Python venv with the Python SDK 1.x (a FastMCP upstream)
 #   target/peers/node/                Node 22 (npm package `node`) + conformance suite,
 #                                     server-everything, Inspector, pinned in package.json
 #
@@ -24,7 +25,6 @@ SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
 REPO_ROOT="$(cd -- "$SCRIPT_DIR/.." && pwd -P)"
 PEERS_DIR="$REPO_ROOT/target/peers"
 PY_VENV="$PEERS_DIR/py"
-PY_STAMP="$PY_VENV/.switchyard-stamp"
 PEERS_PYTHON="${PEERS_PYTHON:-python3}"
 PEERS_LOCK_TIMEOUT="${PEERS_LOCK_TIMEOUT:-1800}"
 
@@ -97,14 +97,49 @@ Werkzeug==3.1.9
 EOF
 )"
 
+# ---------------------------------------------------------------------------
+# Python peer: an upstream server written with the Python SDK 1.x (FastMCP,
+# stateful Streamable HTTP, event-stream answers, uvicorn), for
+# tests/it/python_upstream.rs. mcp 1.x and 2.x cannot share a venv, hence a
+# second one. The whole resolved set is pinned, as above.
+# ---------------------------------------------------------------------------
+FASTMCP_VENV="$PEERS_DIR/py-fastmcp"
+FASTMCP_MCP_VERSION="1.30.0"
+FASTMCP_REQUIREMENTS="$(cat <<'EOF'
+mcp==1.30.0
+annotated-types==0.8.0
+anyio==4.16.0
+attrs==26.1.0
+certifi==2026.10.19.post1
+cffi==2.1.1
+click==8.5.1
+cryptography==50.0.2
+h11==0.16.0
+httpcore==1.0.9
+httpx==0.29.0
+httpx-sse==0.4.3
+idna==3.20
+jsonschema==4.26.0
+jsonschema-specifications==2025.9.1
+pycparser==3.12
+pydantic==2.14.4
+pydantic-settings==2.16.3
+pydantic_core==2.50.5
+PyJWT==2.15.1
+python-dotenv==1.2.4
+python-multipart==0.0.34
+referencing==0.37.0
+rpds-py==2026.9.1
+sse-starlette==3.7.1
+starlette==1.10.0
+typing-inspection==0.4.5
+typing_extensions==4.16.0
+uvicorn==0.55.0
+EOF
+)"
+
 py_base_version() {
     "$PEERS_PYTHON" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])'
-}
-
-py_stamp_content() {
-    # The stamp records the pins and the base interpreter's version, so a
-    # change of either rebuilds the venv.
-    printf 'python %s\n%s\n' "$(py_base_version)" "$PY_REQUIREMENTS"
 }
 
 # Installs Debian packages when this runs as root on a machine with apt-get
@@ -116,16 +151,48 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
 }
 
+# make_venv DIR: a fresh venv at DIR.
 make_venv() {
-    if "$PEERS_PYTHON" -m venv "$PY_VENV"; then
+    if "$PEERS_PYTHON" -m venv "$1"; then
         return 0
     fi
     # Debian splits ensurepip/venv into python3-venv (and may lack python3).
-    rm -rf "$PY_VENV"
-    if apt_install python3 python3-venv && "$PEERS_PYTHON" -m venv "$PY_VENV"; then
+    rm -rf "$1"
+    if apt_install python3 python3-venv && "$PEERS_PYTHON" -m venv "$1"; then
         return 0
     fi
     die "could not create a venv with $PEERS_PYTHON (on Debian: apt-get install python3-venv)"
+}
+
+# install_venv DIR LABEL REQUIREMENTS CHECK: a venv at DIR holding exactly
+# REQUIREMENTS, skipped when its stamp matches and the Python code CHECK runs.
+install_venv() {
+    local dir=$1 label=$2 requirements=$3 check=$4
+    local stamp="$dir/.switchyard-stamp" want
+    # The stamp records the pins and the base interpreter's version, so a
+    # change of either rebuilds the venv.
+    want="$(printf 'python %s\n%s\n' "$(py_base_version)" "$requirements")"
+    if [ -f "$stamp" ] && [ -x "$dir/bin/python" ] \
+        && [ "$(cat "$stamp")" = "$want" ] \
+        && "$dir/bin/python" -c "$check" >/dev/null 2>&1; then
+        log "$label up to date ($dir)"
+        return 0
+    fi
+
+    log "creating python venv at $dir ($PEERS_PYTHON $(py_base_version))"
+    rm -rf "$dir"
+    make_venv "$dir"
+    printf '%s\n' "$requirements" >"$dir/requirements.txt"
+    log "installing $label and pinned dependencies from PyPI"
+    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
+        "$dir/bin/python" -m pip install --quiet --retries 5 --timeout 60 -r "$dir/requirements.txt" >&2 \
+        || die "pip install failed for $label (the venv is left without a stamp and will be rebuilt next run)"
+    "$dir/bin/python" -c "$check" || die "the installed $label does not import"
+
+    # Written last: its presence means the venv is complete.
+    printf '%s\n' "$want" >"$stamp.tmp"
+    mv -f "$stamp.tmp" "$stamp"
+    log "$label installed ($dir)"
 }
 
 install_python_peers() {
@@ -134,34 +201,12 @@ install_python_peers() {
     "$PEERS_PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
         || die "$PEERS_PYTHON is $(py_base_version); the MCP Python SDK 2.x peer needs Python >= 3.11 (set PEERS_PYTHON)"
 
-    local want
-    want="$(py_stamp_content)"
-    if [ -f "$PY_STAMP" ] && [ -x "$PY_VENV/bin/python" ] \
-        && [ "$(cat "$PY_STAMP")" = "$want" ] \
-        && "$PY_VENV/bin/python" -c 'import mcp, httpx2, schemathesis' >/dev/null 2>&1; then
-        log "python peers up to date ($PY_VENV)"
-        return 0
-    fi
-
-    log "creating python venv at $PY_VENV ($PEERS_PYTHON $(py_base_version))"
-    rm -rf "$PY_VENV"
-    make_venv
-
-    local req="$PY_VENV/requirements.txt"
-    printf '%s\n' "$PY_REQUIREMENTS" >"$req"
-    log "installing mcp==2.3.0, schemathesis==4.32.5 and pinned dependencies from PyPI"
-    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
-        "$PY_VENV/bin/python" -m pip install --quiet --retries 5 --timeout 60 -r "$req" >&2 \
-        || die "pip install failed (the venv is left without a stamp and will be rebuilt next run)"
-    "$PY_VENV/bin/python" -c 'import mcp, httpx2; from mcp import Client; from mcp.client.streamable_http import streamable_http_client' \
-        || die "the installed MCP Python SDK does not import"
+    install_venv "$PY_VENV" "mcp==2.3.0, schemathesis==4.32.5" "$PY_REQUIREMENTS" \
+        'import mcp, httpx2, schemathesis; from mcp import Client; from mcp.client.streamable_http import streamable_http_client'
     "$PY_VENV/bin/schemathesis" --version >/dev/null \
         || die "the installed schemathesis does not run"
-
-    # Written last: its presence means the venv is complete.
-    printf '%s\n' "$want" >"$PY_STAMP.tmp"
-    mv -f "$PY_STAMP.tmp" "$PY_STAMP"
-    log "python peers installed (mcp $("$PY_VENV/bin/python" -m pip show mcp 2>/dev/null | sed -n 's/^Version: //p'), $("$PY_VENV/bin/schemathesis" --version 2>/dev/null))"
+    install_venv "$FASTMCP_VENV" "mcp==$FASTMCP_MCP_VERSION (FastMCP server)" "$FASTMCP_REQUIREMENTS" \
+        'from mcp.server.fastmcp import FastMCP'
 }
 
 # ---------------------------------------------------------------------------

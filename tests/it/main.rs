@@ -22,6 +22,7 @@ mod limits;
 mod openapi;
 mod protected_resource;
 mod python_sdk;
+mod python_upstream;
 mod resumption;
 mod server_messages;
 mod session_binding;

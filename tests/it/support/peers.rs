@@ -39,6 +39,15 @@ pub fn python() -> PathBuf {
     repo_root().join("target/peers/py/bin/python")
 }
 
+/// The Python interpreter of the venv holding the Python SDK 1.x (FastMCP),
+/// for an upstream written with it.
+pub fn python_fastmcp() -> PathBuf {
+    if let Err(e) = ensure_installed() {
+        panic!("interop peers unavailable: {e}");
+    }
+    repo_root().join("target/peers/py-fastmcp/bin/python")
+}
+
 /// Runs a Python interop script with a hard time limit; returns its stdout
 /// parsed as JSON, panicking with its stderr on failure.
 pub async fn run_python(script: &str, args: &[&str]) -> serde_json::Value {
