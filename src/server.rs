@@ -148,6 +148,10 @@ impl IoThreads {
                 .spawn(move || {
                     IO_THREAD.with(|c| c.set(Some(index)));
                     runtime.block_on(work);
+                    // Not a plain drop, which would wait for every blocking
+                    // task (a name lookup stuck on a dead DNS server, say)
+                    // and so unbound the shutdown.
+                    runtime.shutdown_background();
                 })?;
             inboxes.push(inbox);
             threads.push(thread);
