@@ -87,7 +87,9 @@ for n in $MEM_LEVELS; do
   hold_and_sample "$RESULTS" "$n sessions held (each primed by one call)" "$SY_PID" \
     "$FX_BASE" "$HOLD_TIMEOUT" --url "$T_URL" ${T_HEADER:+--header "$T_HEADER"} \
     --tool "$T_TOOL" --args "$ARGS" --sessions "$n" --concurrency 64
-  sleep 1
+  # The gateway hands freed memory back once a second per I/O thread, and
+  # mimalloc purges a second after that (src/main.rs): give it both.
+  sleep 4
   idle_sample "$RESULTS" "idle again ($n held sessions deleted)" "$SY_PID"
 done
 

@@ -47,7 +47,7 @@ pub mod sse;
 pub mod trace;
 pub mod upstream;
 
-pub use server::serve;
+pub use server::{serve, serve_with, ThreadUpkeep};
 
 /// The hasher of the maps on the per-call path (see `foldhash` in Cargo.toml).
 pub(crate) type FastHash = foldhash::fast::RandomState;

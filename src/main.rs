@@ -18,6 +18,23 @@ use switchyard::config::{LogFormat, ServeArgs, Settings};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc keeps a thread's emptied pages until that thread collects them,
+/// and returns them to the OS (after its 1 s purge delay) only on a later
+/// collection: I/O threads gone quiet after 10,000 sessions ended kept their
+/// memory (123 MB, against 14 MB idle) until the process exited. Collected
+/// once a second per I/O thread, the RSS is back at 28 MB within 5 s, and
+/// calls at 64 concurrent ran as fast as without it (bench/RESULTS.md).
+const RETURN_FREED_MEMORY: switchyard::ThreadUpkeep = switchyard::ThreadUpkeep {
+    every: std::time::Duration::from_secs(1),
+    run: return_freed_memory,
+};
+
+fn return_freed_memory() {
+    // SAFETY: mi_collect has no preconditions; it works on the calling
+    // thread's own heap and the process-wide arenas, which mimalloc locks.
+    unsafe { libmimalloc_sys::mi_collect(false) }
+}
+
 /// Switchyard — an MCP gateway.
 ///
 /// Clients connect to one Streamable HTTP endpoint (/mcp, or /servers/{id}/mcp
@@ -326,7 +343,7 @@ async fn main() -> anyhow::Result<()> {
         signal.cancel();
     });
     tokio::spawn(reload_on_sighup(std::sync::Arc::clone(&app), args, hup));
-    switchyard::serve(listener, app)
+    switchyard::serve_with(listener, app, Some(RETURN_FREED_MEMORY))
         .await
         .context("server failed")?;
     tracing::info!("stopped");

@@ -46,19 +46,40 @@ thread_local! {
 }
 
 /// The index of the I/O thread the caller runs on, if it runs on one.
-pub(crate) fn io_thread() -> Option<usize> {
+pub fn io_thread() -> Option<usize> {
     IO_THREAD.with(Cell::get)
+}
+
+/// Work each I/O thread does on itself every so often, between requests.
+///
+/// For what only the thread itself can do: the binary's allocator
+/// (mimalloc) hands a thread's freed pages back to the OS only when that
+/// thread allocates or asks, so an I/O thread gone quiet after a burst of
+/// sessions would otherwise keep their memory until the process exits.
+#[derive(Clone, Copy, Debug)]
+pub struct ThreadUpkeep {
+    pub every: Duration,
+    pub run: fn(),
 }
 
 /// Serves until `app.shutdown` is cancelled, then shuts down within bounds:
 /// in-flight requests get the shutdown grace period to finish, then every
 /// upstream session is closed in parallel (each bounded by the same grace).
 pub async fn serve(listener: TcpListener, app: Arc<App>) -> std::io::Result<()> {
+    serve_with(listener, app, None).await
+}
+
+/// [`serve`], with `upkeep` run on each I/O thread.
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Arc<App>,
+    upkeep: Option<ThreadUpkeep>,
+) -> std::io::Result<()> {
     let grace = app.settings.timeouts.shutdown;
     let background = TaskTracker::new();
     lifecycle::spawn(&app, &background);
     let connections = TaskTracker::new();
-    let threads = IoThreads::start(&app, &connections)?;
+    let threads = IoThreads::start(&app, &connections, upkeep)?;
     accept(&listener, &threads, &app.shutdown).await;
     // Stop accepting at once: a closed listener refuses new connections
     // instead of queueing them for a server that will not answer.
@@ -133,7 +154,11 @@ struct IoThreads {
 }
 
 impl IoThreads {
-    fn start(app: &Arc<App>, connections: &TaskTracker) -> std::io::Result<IoThreads> {
+    fn start(
+        app: &Arc<App>,
+        connections: &TaskTracker,
+        upkeep: Option<ThreadUpkeep>,
+    ) -> std::io::Result<IoThreads> {
         let count = app.settings.io_threads.max(1);
         let mut inboxes = Vec::with_capacity(count);
         let mut threads = Vec::with_capacity(count);
@@ -142,7 +167,7 @@ impl IoThreads {
                 .enable_all()
                 .build()?;
             let (inbox, arrivals) = mpsc::unbounded_channel();
-            let work = run_io_thread(arrivals, Arc::clone(app), connections.clone());
+            let work = run_io_thread(arrivals, Arc::clone(app), connections.clone(), upkeep);
             let thread = std::thread::Builder::new()
                 .name(format!("switchyard-io-{index}"))
                 .spawn(move || {
@@ -198,7 +223,20 @@ async fn run_io_thread(
     mut arrivals: mpsc::UnboundedReceiver<std::net::TcpStream>,
     app: Arc<App>,
     connections: TaskTracker,
+    upkeep: Option<ThreadUpkeep>,
 ) {
+    if let Some(upkeep) = upkeep {
+        // Ends with the thread's runtime; not tracked with the connections,
+        // which shutdown waits for.
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(upkeep.every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                (upkeep.run)();
+            }
+        });
+    }
     // Built once per thread; each connection then costs an `Arc` clone of it.
     let router = app.router();
     while let Some(tcp) = arrivals.recv().await {

@@ -191,6 +191,52 @@ async fn a_wedged_upstream_cannot_stall_shutdown() {
     );
 }
 
+/// The binary returns the memory of ended sessions to the OS through a
+/// per-thread upkeep (src/main.rs). Only a thread can collect its own
+/// allocator heap, so the upkeep must run on every I/O thread, and keep
+/// running while no request comes; and it must not hold up shutdown.
+#[tokio::test]
+async fn thread_upkeep_runs_on_every_io_thread_while_idle_and_does_not_hold_shutdown() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static THREADS_SEEN: AtomicU64 = AtomicU64::new(0);
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    fn note_thread() {
+        if let Some(i) = switchyard::server::io_thread() {
+            THREADS_SEEN.fetch_or(1 << i, Ordering::SeqCst);
+            RUNS.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let upkeep = switchyard::ThreadUpkeep {
+        every: Duration::from_millis(20),
+        run: note_thread,
+    };
+    let gw = TestGateway::start_with_upkeep(settings(|s| s.io_threads = 3), Some(upkeep)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (THREADS_SEEN.load(Ordering::SeqCst) != 0b111 || RUNS.load(Ordering::SeqCst) < 30)
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        THREADS_SEEN.load(Ordering::SeqCst),
+        0b111,
+        "the upkeep ran on I/O threads {:b} of 3, {} times",
+        THREADS_SEEN.load(Ordering::SeqCst),
+        RUNS.load(Ordering::SeqCst)
+    );
+    assert!(
+        RUNS.load(Ordering::SeqCst) >= 30,
+        "it ran once per thread only"
+    );
+    let started = Instant::now();
+    gw.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn health_checks_mark_a_dead_gateway_unreachable_and_its_recovery() {
     let up = counter("counter").await;

@@ -11,6 +11,7 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use serde_json::{json, Value};
 use switchyard::app::App;
 use switchyard::config::Settings;
+use switchyard::ThreadUpkeep;
 
 use super::McpClient;
 use tokio::task::JoinHandle;
@@ -33,6 +34,11 @@ impl TestGateway {
     }
 
     pub async fn start_with(settings: Settings) -> Self {
+        Self::start_with_upkeep(settings, None).await
+    }
+
+    /// Served as the binary serves it, with `upkeep` on each I/O thread.
+    pub async fn start_with_upkeep(settings: Settings, upkeep: Option<ThreadUpkeep>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -51,7 +57,7 @@ impl TestGateway {
         } else {
             String::new()
         };
-        let served = tokio::spawn(switchyard::serve(listener, Arc::clone(&app)));
+        let served = tokio::spawn(switchyard::serve_with(listener, Arc::clone(&app), upkeep));
         Self {
             addr,
             app,
