@@ -134,6 +134,7 @@ for ((round = 1; round <= SCALE_ROUNDS; round++)); do
       --tag scenario=scaling --tag "open=$n" --tag "round=$round"
   done
 done
+sleep 4 # as for "idle again" above
 idle_sample "$RESULTS" "idle after all runs" "$SY_PID"
 
 echo
