@@ -50,12 +50,9 @@ pub fn io_thread() -> Option<usize> {
     IO_THREAD.with(Cell::get)
 }
 
-/// Work each I/O thread does on itself every so often, between requests.
-///
-/// For what only the thread itself can do: the binary's allocator
-/// (mimalloc) hands a thread's freed pages back to the OS only when that
-/// thread allocates or asks, so an I/O thread gone quiet after a burst of
-/// sessions would otherwise keep their memory until the process exits.
+/// Work each I/O thread does on itself every so often, also while idle: for
+/// what only the thread itself can do, such as the binary's allocator
+/// collecting the thread's heap (`src/main.rs`).
 #[derive(Clone, Copy, Debug)]
 pub struct ThreadUpkeep {
     pub every: Duration,
